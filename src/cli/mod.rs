@@ -1,0 +1,78 @@
+//! The subcommands: each turns validated arguments into library calls and prints the result.
+
+pub mod args;
+mod train;
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use args::{Cli, Command};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => train::run(a),
+    }
+}
+
+/// Diagnostics go to stderr through `log`: `info` by default, `-q` warnings only, `-v` debug,
+/// `-vv` trace; `RUST_LOG`, when set, wins.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(format!("mnist_mlp={level}")),
+    )
+    .format(|buf, record| {
+        writeln!(
+            buf,
+            "mnist-mlp: {}: {}",
+            record.level().as_str().to_lowercase(),
+            record.args()
+        )
+    })
+    .init();
+}
+
+/// Lines for stdout, written so that a closed pipe (`| head`) ends the program quietly rather
+/// than with a panic.
+pub struct Out {
+    out: std::io::Stdout,
+    failed: Option<std::io::Error>,
+}
+
+impl Out {
+    pub fn new() -> Self {
+        Out {
+            out: std::io::stdout(),
+            failed: None,
+        }
+    }
+
+    /// Writes one line; after a failure, further lines are dropped.
+    pub fn line(&mut self, line: impl std::fmt::Display) {
+        if self.failed.is_none() {
+            if let Err(e) = writeln!(self.out.lock(), "{line}") {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    /// Flushes, and reports a write failure other than a closed pipe.
+    pub fn finish(mut self) -> Result<()> {
+        if self.failed.is_none() {
+            self.failed = self.out.flush().err();
+        }
+        match self.failed {
+            Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(anyhow::Error::new(e).context("writing to stdout"))
+            }
+            _ => Ok(()),
+        }
+    }
+}

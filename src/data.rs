@@ -1,0 +1,286 @@
+//! MNIST-style data sets: an image file paired with its label file, and the batches drawn
+//! from them.
+//!
+//! A [`Dataset`] checks that the pair fits together (same count, labels below [`CLASSES`], at
+//! least one image). A [`Batcher`] hands out mini-batches like TensorFlow's
+//! `mnist.train.next_batch`: a seeded random order, reshuffled at every epoch, a batch that
+//! crosses the end of an epoch taking the rest of the old order and the start of the new one.
+//! Pixels are converted from the mapped `u8` to `f32 / 255` straight into the caller's batch
+//! buffer, in the shuffled order: there is never an `f32` copy of the data set.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::idx::{Images, Labels};
+use crate::rng::Rng;
+
+/// Number of classes (digits 0–9, or Fashion-MNIST's ten garments).
+pub const CLASSES: usize = 10;
+
+/// Which half of the standard file set to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// `train-images-idx3-ubyte` / `train-labels-idx1-ubyte`.
+    Train,
+    /// `t10k-images-idx3-ubyte` / `t10k-labels-idx1-ubyte`.
+    Test,
+}
+
+impl Split {
+    fn stems(self) -> (&'static str, &'static str) {
+        match self {
+            Split::Train => ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+            Split::Test => ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        }
+    }
+}
+
+/// The path of `stem` in `dir`: the raw file if present (it can be mapped), else `stem.gz`.
+/// When neither exists the error names the raw path and says how to get the data.
+pub fn locate(dir: &Path, stem: &str) -> Result<PathBuf> {
+    let raw = dir.join(stem);
+    if raw.exists() {
+        return Ok(raw);
+    }
+    let gz = dir.join(format!("{stem}.gz"));
+    if gz.exists() {
+        return Ok(gz);
+    }
+    Err(Error::MissingData { path: raw })
+}
+
+/// Images and their labels, validated as a pair.
+pub struct Dataset {
+    images: Images,
+    labels: Labels,
+}
+
+impl Dataset {
+    /// Opens the standard files of `split` in `dir` (raw or `.gz`).
+    pub fn open(dir: &Path, split: Split) -> Result<Self> {
+        let (img_stem, lbl_stem) = split.stems();
+        let images = Images::open(&locate(dir, img_stem)?)?;
+        let labels = Labels::open(&locate(dir, lbl_stem)?)?;
+        Self::new(images, labels)
+    }
+
+    /// Pairs an image file with a label file, checking that they fit together.
+    pub fn new(images: Images, labels: Labels) -> Result<Self> {
+        let (ni, nl) = (images.count(), labels.as_slice().len());
+        if ni != nl {
+            return Err(Error::Dataset {
+                problem: format!(
+                    "{} holds {ni} images but {} holds {nl} labels",
+                    images.path().display(),
+                    labels.path().display()
+                ),
+            });
+        }
+        if ni == 0 {
+            return Err(Error::Dataset {
+                problem: format!("{} contains no images", images.path().display()),
+            });
+        }
+        if let Some((i, &l)) = labels
+            .as_slice()
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= CLASSES)
+        {
+            return Err(Error::Dataset {
+                problem: format!(
+                    "{}: label {l} at index {i} is not a class (expected 0..={})",
+                    labels.path().display(),
+                    CLASSES - 1
+                ),
+            });
+        }
+        Ok(Dataset { images, labels })
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.images.count()
+    }
+
+    /// Always false: an empty data set is refused by the constructor.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pixels per image.
+    pub fn pixels(&self) -> usize {
+        self.images.pixels()
+    }
+
+    /// The image file.
+    pub fn images(&self) -> &Images {
+        &self.images
+    }
+
+    /// All labels, in file order.
+    pub fn labels(&self) -> &[u8] {
+        self.labels.as_slice()
+    }
+
+    /// Checks that the images are `pixels` long, the size of a network's input.
+    pub fn expect_pixels(&self, pixels: usize) -> Result<()> {
+        if self.pixels() == pixels {
+            return Ok(());
+        }
+        Err(Error::Dataset {
+            problem: format!(
+                "{}: images are {}×{} = {} pixels but the network takes {pixels} inputs",
+                self.images.path().display(),
+                self.images.rows(),
+                self.images.cols(),
+                self.pixels()
+            ),
+        })
+    }
+
+    /// Writes examples `indices` into `x` (`(B, pixels)`, scaled to `[0, 1]`) and `y` (`(B)`).
+    pub fn gather(&self, indices: &[u32], x: &mut [f32], y: &mut [u8]) {
+        let p = self.pixels();
+        assert_eq!(x.len(), indices.len() * p);
+        assert_eq!(y.len(), indices.len());
+        let labels = self.labels();
+        for ((&i, row), label) in indices.iter().zip(x.chunks_exact_mut(p)).zip(y.iter_mut()) {
+            to_unit_f32(row, self.images.image(i as usize));
+            *label = labels[i as usize];
+        }
+    }
+
+    /// Writes the consecutive examples `start..start + y.len()` into `x` and `y`.
+    pub fn gather_range(&self, start: usize, x: &mut [f32], y: &mut [u8]) {
+        let p = self.pixels();
+        assert_eq!(x.len(), y.len() * p);
+        for (k, row) in x.chunks_exact_mut(p).enumerate() {
+            to_unit_f32(row, self.images.image(start + k));
+        }
+        y.copy_from_slice(&self.labels()[start..start + y.len()]);
+    }
+}
+
+/// `out = pixels / 255`, as TensorFlow's MNIST reader scales (multiply by `1/255` in f32).
+fn to_unit_f32(out: &mut [f32], pixels: &[u8]) {
+    const SCALE: f32 = 1.0 / 255.0;
+    for (o, &p) in out.iter_mut().zip(pixels) {
+        *o = f32::from(p) * SCALE;
+    }
+}
+
+/// Mini-batches in TensorFlow's `next_batch` order; allocation-free after construction.
+#[derive(Debug)]
+pub struct Batcher {
+    order: Vec<u32>,
+    pos: usize,
+    epoch: usize,
+    shuffle: bool,
+    rng: Rng,
+    batch: Vec<u32>,
+}
+
+impl Batcher {
+    /// Batches of `batch` examples out of `n`, shuffled with `rng` when `shuffle` is set.
+    /// `batch` must be between 1 and `n`.
+    pub fn new(n: usize, batch: usize, shuffle: bool, rng: Rng) -> Result<Self> {
+        if batch == 0 {
+            return Err(Error::config("batch size must be at least 1"));
+        }
+        if batch > n {
+            return Err(Error::config(format!(
+                "batch size {batch} is larger than the training set ({n} images)"
+            )));
+        }
+        let n32 =
+            u32::try_from(n).map_err(|_| Error::config(format!("{n} examples are too many")))?;
+        Ok(Batcher {
+            order: (0..n32).collect(),
+            pos: 0,
+            epoch: 0,
+            shuffle,
+            rng,
+            batch: vec![0; batch],
+        })
+    }
+
+    /// Completed passes over the data.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// The indices of the next batch.
+    pub fn next_indices(&mut self) -> &[u32] {
+        let (n, b) = (self.order.len(), self.batch.len());
+        if self.epoch == 0 && self.pos == 0 && self.shuffle {
+            self.rng.shuffle(&mut self.order);
+        }
+        let start = self.pos;
+        // As in TensorFlow, an epoch that ends exactly at a batch boundary is counted (and the
+        // order reshuffled) on the next call, with an empty tail.
+        if start + b > n {
+            // The epoch ends inside this batch: its tail, then the head of a fresh order.
+            let rest = n - start;
+            self.batch[..rest].copy_from_slice(&self.order[start..]);
+            self.epoch += 1;
+            if self.shuffle {
+                self.rng.shuffle(&mut self.order);
+            }
+            self.pos = b - rest;
+            self.batch[rest..].copy_from_slice(&self.order[..self.pos]);
+        } else {
+            self.pos += b;
+            self.batch.copy_from_slice(&self.order[start..self.pos]);
+        }
+        &self.batch
+    }
+
+    /// Fills `x` (`(B, pixels)`) and `y` (`(B)`) with the next batch of `ds`.
+    pub fn next_batch(&mut self, ds: &Dataset, x: &mut [f32], y: &mut [u8]) {
+        self.next_indices();
+        ds.gather(&self.batch, x, y);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cover_each_epoch_once_and_wrap_like_tensorflow() {
+        let n = 10;
+        let mut b = Batcher::new(n, 4, true, Rng::new(9)).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.extend_from_slice(b.next_indices());
+        }
+        // 20 indices: two full epochs of 10, each a permutation.
+        for epoch in seen.chunks(n) {
+            let mut e = epoch.to_vec();
+            e.sort_unstable();
+            assert_eq!(e, (0..n as u32).collect::<Vec<_>>());
+        }
+        assert_ne!(seen[..n], seen[n..], "reshuffled at the epoch boundary");
+        assert_eq!(b.epoch(), 1);
+    }
+
+    #[test]
+    fn unshuffled_batches_are_in_file_order() {
+        let mut b = Batcher::new(5, 2, false, Rng::new(0)).unwrap();
+        let got: Vec<Vec<u32>> = (0..4).map(|_| b.next_indices().to_vec()).collect();
+        assert_eq!(got, vec![vec![0, 1], vec![2, 3], vec![4, 0], vec![1, 2]]);
+    }
+
+    #[test]
+    fn bad_batch_sizes_are_errors() {
+        assert!(Batcher::new(5, 0, true, Rng::new(0))
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
+        let e = Batcher::new(5, 6, true, Rng::new(0))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than the training set (5 images)"), "{e}");
+    }
+}

@@ -1,0 +1,100 @@
+//! The library's one error type.
+//!
+//! Every variant names the file (or the option) it is about and says what is wrong with it in
+//! words a board owner can act on; where there is something to do, the message ends with a
+//! `hint:`. The binary adds context and maps these to exit codes; the library never prints.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug)]
+pub enum Error {
+    /// A data file that should exist does not (neither raw nor `.gz`).
+    MissingData {
+        /// The raw path that was looked for (the `.gz` twin was tried too).
+        path: PathBuf,
+    },
+    /// The operating system refused to open or read a file.
+    Io {
+        /// The file being read.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// An IDX file whose bytes are not what its header promises.
+    Idx {
+        /// The file being parsed.
+        path: PathBuf,
+        /// What is wrong, e.g. "wrong magic number 0x00000801 (expected 0x00000803, images)".
+        problem: String,
+    },
+    /// Two files or a file and the network that do not fit together (counts, sizes, labels).
+    Dataset {
+        /// What does not fit, naming the files involved.
+        problem: String,
+    },
+    /// A training or evaluation setting that cannot work (batch of 0, empty layer, ...).
+    Config {
+        /// What is wrong with the setting.
+        problem: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn idx(path: &Path, problem: impl Into<String>) -> Self {
+        Error::Idx {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn config(problem: impl Into<String>) -> Self {
+        Error::Config {
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::MissingData { path } => {
+                let dir = path.parent().unwrap_or_else(|| Path::new("."));
+                write!(
+                    f,
+                    "missing data file {} (also tried {}.gz)\n\
+                     hint: download MNIST with `scripts/fetch-mnist.sh {}`, or point --data at a \
+                     directory holding the four IDX files",
+                    path.display(),
+                    path.display(),
+                    dir.display()
+                )
+            }
+            Error::Io { path, source } => write!(f, "cannot read {}: {}", path.display(), source),
+            Error::Idx { path, problem } => write!(f, "{}: {}", path.display(), problem),
+            Error::Dataset { problem } => f.write_str(problem),
+            Error::Config { problem } => f.write_str(problem),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
