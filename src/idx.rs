@@ -313,9 +313,9 @@ fn load_gz(path: &Path, file: File, compressed_len: u64, magic: u32) -> Result<(
     }
     let header = parse_header(path, &bytes, magic, Some(bytes.len() as u64))?;
     log::info!(
-        "decompressed {} into memory ({:.1} MiB); gunzip it to have it memory-mapped instead",
+        "decompressed {} into memory ({} KiB); gunzip it to have it memory-mapped instead",
         path.display(),
-        bytes.len() as f64 / (1 << 20) as f64
+        bytes.len().div_ceil(1024)
     );
     Ok((Bytes::Owned(bytes), header))
 }

@@ -85,7 +85,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value = "128", value_parser = at_least_one)]
     pub batch: usize,
     /// Adam learning rate [default: 1e-4 for seed, 1e-3 for relu].
-    #[arg(long, value_name = "F", value_parser = positive_f32)]
+    #[arg(long, value_name = "F", value_parser = positive_f32, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// Seed of the initial weights and the batch order: the same seed gives the same run,
     /// whatever --threads is.

@@ -1,0 +1,108 @@
+//! Helpers shared by the integration tests: the binary, the shared data sets, IDX fixtures.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `mnist-mlp` binary built for these tests. When `MNIST_MLP_TEST_RUNNER` is set (e.g.
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu` when testing a cross build), it runs through it.
+pub fn bin() -> Command {
+    let exe = env!("CARGO_BIN_EXE_mnist-mlp");
+    match std::env::var("MNIST_MLP_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut parts = runner.split_whitespace();
+            let mut cmd = Command::new(parts.next().unwrap());
+            cmd.args(parts).arg(exe);
+            cmd
+        }
+        _ => Command::new(exe),
+    }
+}
+
+/// Runs the binary with `args`, with logging at its default level and no colour.
+pub fn run(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("spawn mnist-mlp")
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A data set from `../shared/data` (or `$MNIST_MLP_SHARED_DATA`). Fails loudly if absent:
+/// these tests are never skipped silently.
+pub fn shared_data(name: &str) -> PathBuf {
+    let root = std::env::var_os("MNIST_MLP_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let dir = root.join(name);
+    assert!(
+        dir.join("train-images-idx3-ubyte.gz").exists()
+            || dir.join("train-images-idx3-ubyte").exists(),
+        "test data {} is missing: these tests need ../shared/data (or MNIST_MLP_SHARED_DATA)",
+        dir.display()
+    );
+    dir
+}
+
+/// Bytes of an IDX image file whose header claims `count` images of `rows × cols` and whose
+/// body holds `body` bytes of pixels.
+pub fn idx_images(count: u32, rows: u32, cols: u32, body: usize) -> Vec<u8> {
+    let mut v = vec![0, 0, 8, 3];
+    for d in [count, rows, cols] {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend((0..body).map(|i| (i % 251) as u8));
+    v
+}
+
+/// Bytes of an IDX label file claiming `count` labels and holding `labels`.
+pub fn idx_labels(count: u32, labels: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 8, 1];
+    v.extend_from_slice(&count.to_be_bytes());
+    v.extend_from_slice(labels);
+    v
+}
+
+/// gzip of `bytes`.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// A directory holding a consistent little data set of `n` 28×28 images per split, which
+/// individual tests then break one file at a time.
+pub fn good_dataset(n: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    for split in ["train", "t10k"] {
+        write(
+            dir.path(),
+            &format!("{split}-images-idx3-ubyte"),
+            &idx_images(n, 28, 28, n as usize * 784),
+        );
+        write(
+            dir.path(),
+            &format!("{split}-labels-idx1-ubyte"),
+            &idx_labels(n, &labels),
+        );
+    }
+    dir
+}
+
+/// Writes `bytes` to `dir/name`.
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    std::fs::write(dir.join(name), bytes).unwrap();
+}

@@ -1,0 +1,143 @@
+//! End to end on real data: the tutorial's run, the ReLU network, and repeatability across
+//! thread counts. Run in release mode (`cargo test --release`); the data sets come from
+//! `../shared/data` (see tests/common).
+
+mod common;
+
+use common::*;
+
+/// One parsed progress line.
+struct Line {
+    iteration: usize,
+    loss: f32,
+    accuracy: f32,
+}
+
+/// Parses the tutorial's output strictly: progress lines, one empty line, the test accuracy.
+fn parse_output(out: &str) -> (Vec<Line>, f32) {
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 3, "too little output:\n{out}");
+    let (progress, tail) = lines.split_at(lines.len() - 2);
+    assert_eq!(
+        tail[0], "",
+        "an empty line before the test accuracy:\n{out}"
+    );
+    let acc = tail[1]
+        .strip_prefix("Accuracy on test set: ")
+        .unwrap_or_else(|| panic!("bad final line {:?}", tail[1]));
+    let parsed = progress
+        .iter()
+        .map(|l| {
+            let parts: Vec<&str> = l.split(" \t| ").collect();
+            assert_eq!(parts.len(), 3, "bad line {l:?}");
+            let it = parts[0]
+                .strip_prefix("Iteration ")
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            let loss = parts[1]
+                .strip_prefix("Loss = ")
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            let accuracy = parts[2]
+                .strip_prefix("Accuracy = ")
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            // At most 6 significant digits, as the tutorial printed.
+            let digits = loss
+                .chars()
+                .take_while(|&c| c != 'e')
+                .filter(char::is_ascii_digit)
+                .collect::<String>();
+            assert!(
+                digits.trim_start_matches('0').len() <= 6,
+                "more than 6 significant digits: {loss}"
+            );
+            Line {
+                iteration: it.parse().unwrap(),
+                loss: loss.parse().unwrap(),
+                accuracy: accuracy.parse().unwrap(),
+            }
+        })
+        .collect();
+    (
+        parsed,
+        acc.parse()
+            .unwrap_or_else(|_| panic!("bad accuracy {acc:?}")),
+    )
+}
+
+fn train_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "mnist-mlp {args:?} failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+#[test]
+fn seed_reproduces_the_tutorial_and_ignores_thread_count() {
+    let data = shared_data("mnist-10k");
+    let data = data.to_str().unwrap();
+    let two = train_ok(&["train", "--data", data, "--threads", "2"]);
+    let (lines, acc) = parse_output(&two);
+    let its: Vec<usize> = lines.iter().map(|l| l.iteration).collect();
+    assert_eq!(its, (0..10).map(|i| i * 100).collect::<Vec<_>>(), "{two}");
+    assert!(lines
+        .iter()
+        .all(|l| (0.0..=1.0).contains(&l.accuracy) && l.loss.is_finite()));
+    assert!(
+        lines[9].loss < lines[0].loss / 4.0,
+        "loss should fall: {two}"
+    );
+    // TensorFlow running the tutorial's graph on the same 10k digits: 0.9068–0.9094 (5 seeds).
+    assert!(acc >= 0.89, "test accuracy {acc} < 0.89:\n{two}");
+
+    let one = train_ok(&["train", "--data", data, "--threads", "1"]);
+    assert_eq!(
+        one, two,
+        "--threads 1 and --threads 2 must print the same run"
+    );
+    let other_seed = train_ok(&["train", "--data", data, "--seed", "1", "--iterations", "1"]);
+    assert_ne!(
+        other_seed.lines().next(),
+        two.lines().next(),
+        "--seed changes the run"
+    );
+}
+
+#[test]
+fn relu_three_epochs_reaches_093() {
+    let data = shared_data("mnist-10k");
+    let out = train_ok(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--arch",
+        "relu",
+        "--epochs",
+        "3",
+    ]);
+    let (lines, acc) = parse_output(&out);
+    // 3 epochs of 10,000 at batch 128 = 235 iterations: lines at 0, 100, 200.
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(acc >= 0.93, "relu test accuracy {acc} < 0.93:\n{out}");
+}
+
+#[test]
+fn fashion_mnist_full_training_set() {
+    let data = shared_data("fashion-mnist");
+    let out = train_ok(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--arch",
+        "relu",
+        "--epochs",
+        "1",
+        "--log-every",
+        "200",
+    ]);
+    let (lines, acc) = parse_output(&out);
+    // 60,000 images at batch 128: 469 iterations, lines at 0, 200, 400.
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(acc >= 0.83, "Fashion-MNIST after one epoch: {acc}:\n{out}");
+}
