@@ -33,7 +33,7 @@ fn check(arch: Arch) {
 
     let h = 1e-3f32;
     let mut worst = 0.0f64;
-    for k in 0..grads.len() {
+    for (k, &analytic) in grads.iter().enumerate() {
         let orig = model.params()[k];
         model.params_mut()[k] = orig + h;
         let up = loss_of(&model, &mut ws);
@@ -41,7 +41,7 @@ fn check(arch: Arch) {
         let down = loss_of(&model, &mut ws);
         model.params_mut()[k] = orig;
         let numeric = (up - down) / (2.0 * f64::from(h));
-        let err = (numeric - f64::from(grads[k])).abs() / (1e-2 + numeric.abs());
+        let err = (numeric - f64::from(analytic)).abs() / (1e-2 + numeric.abs());
         worst = worst.max(err);
         assert!(
             err < 2e-2,
