@@ -163,11 +163,26 @@ impl Dataset {
 }
 
 /// `out = pixels / 255`, as TensorFlow's MNIST reader scales (multiply by `1/255` in f32).
-fn to_unit_f32(out: &mut [f32], pixels: &[u8]) {
+pub(crate) fn to_unit_f32(out: &mut [f32], pixels: &[u8]) {
     const SCALE: f32 = 1.0 / 255.0;
     for (o, &p) in out.iter_mut().zip(pixels) {
         *o = f32::from(p) * SCALE;
     }
+}
+
+/// A [`Batcher`]'s position in its sequence of batches, for checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatcherState {
+    /// The current epoch's order of example indices.
+    pub order: Vec<u32>,
+    /// Next position in `order`.
+    pub pos: usize,
+    /// Completed epochs.
+    pub epoch: usize,
+    /// State of the shuffling generator.
+    pub rng: [u64; 4],
+    /// Whether batches are shuffled.
+    pub shuffle: bool,
 }
 
 /// Mini-batches in TensorFlow's `next_batch` order; allocation-free after construction.
@@ -208,6 +223,36 @@ impl Batcher {
     /// Completed passes over the data.
     pub fn epoch(&self) -> usize {
         self.epoch
+    }
+
+    /// Everything needed to continue this exact sequence of batches later.
+    pub fn state(&self) -> BatcherState {
+        BatcherState { order: self.order.clone(), pos: self.pos, epoch: self.epoch, rng: self.rng.state(), shuffle: self.shuffle }
+    }
+
+    /// A batcher that continues from `state`, for batches of `batch` out of `n` examples.
+    /// The state is checked (a permutation of `0..n`, a position inside it), never trusted.
+    pub fn restore(n: usize, batch: usize, state: BatcherState) -> Result<Self> {
+        let bad = |what: &str| Error::config(format!("the saved data order is not usable: {what}"));
+        let mut b = Batcher::new(n, batch, state.shuffle, Rng::new(0))?;
+        if state.order.len() != n {
+            return Err(bad(&format!("it covers {} examples, the training set has {n}", state.order.len())));
+        }
+        let mut seen = vec![false; n];
+        for &i in &state.order {
+            match seen.get_mut(i as usize) {
+                Some(s) if !*s => *s = true,
+                _ => return Err(bad("it is not a permutation of the training set")),
+            }
+        }
+        if state.pos > n {
+            return Err(bad("its position is past the end"));
+        }
+        b.rng = Rng::from_state(state.rng).ok_or_else(|| bad("the generator state is all zeros"))?;
+        b.order = state.order;
+        b.pos = state.pos;
+        b.epoch = state.epoch;
+        Ok(b)
     }
 
     /// The indices of the next batch.
@@ -263,6 +308,22 @@ mod tests {
         }
         assert_ne!(seen[..n], seen[n..], "reshuffled at the epoch boundary");
         assert_eq!(b.epoch(), 1);
+    }
+
+    #[test]
+    fn a_restored_batcher_continues_the_same_sequence() {
+        let mut a = Batcher::new(10, 4, true, Rng::new(3)).unwrap();
+        for _ in 0..4 {
+            a.next_indices();
+        }
+        let mut b = Batcher::restore(10, 4, a.state()).unwrap();
+        for _ in 0..6 {
+            assert_eq!(a.next_indices(), b.next_indices());
+        }
+        let mut bad = a.state();
+        bad.order[0] = bad.order[1];
+        assert!(Batcher::restore(10, 4, bad).unwrap_err().to_string().contains("not a permutation"));
+        assert!(Batcher::restore(11, 4, a.state()).unwrap_err().to_string().contains("has 11"));
     }
 
     #[test]

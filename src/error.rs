@@ -38,6 +38,27 @@ pub enum Error {
         /// What does not fit, naming the files involved.
         problem: String,
     },
+    /// A model or checkpoint file that cannot be used as one.
+    Model {
+        /// The file being loaded.
+        path: PathBuf,
+        /// What is wrong, naming the tensor or metadata key.
+        problem: String,
+    },
+    /// Writing a file failed; the previous file at that path, if any, is unchanged.
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// Training stopped because the loss or the weights stopped being finite numbers.
+    Diverged {
+        /// The iteration at which it was detected.
+        iteration: usize,
+        /// What was found (e.g. "the loss is NaN").
+        what: String,
+    },
     /// A training or evaluation setting that cannot work (batch of 0, empty layer, ...).
     Config {
         /// What is wrong with the setting.
@@ -58,6 +79,10 @@ impl Error {
             path: path.to_path_buf(),
             problem: problem.into(),
         }
+    }
+
+    pub(crate) fn model(path: &Path, problem: impl Into<String>) -> Self {
+        Error::Model { path: path.to_path_buf(), problem: problem.into() }
     }
 
     pub(crate) fn config(problem: impl Into<String>) -> Self {
@@ -84,6 +109,15 @@ impl fmt::Display for Error {
             }
             Error::Io { path, source } => write!(f, "cannot read {}: {}", path.display(), source),
             Error::Idx { path, problem } => write!(f, "{}: {}", path.display(), problem),
+            Error::Model { path, problem } => write!(f, "{}: {}", path.display(), problem),
+            Error::Write { path, source } => {
+                write!(f, "cannot write {}: {} (any previous file there is unchanged)", path.display(), source)
+            }
+            Error::Diverged { iteration, what } => write!(
+                f,
+                "training diverged at iteration {iteration}: {what}\n\
+                 hint: lower the learning rate (--lr); the last checkpoint, if any, is intact"
+            ),
             Error::Dataset { problem } => f.write_str(problem),
             Error::Config { problem } => f.write_str(problem),
         }
@@ -93,7 +127,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::Write { source, .. } => Some(source),
             _ => None,
         }
     }

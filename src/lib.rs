@@ -9,6 +9,7 @@
 //!   forward/backward pairs over flat slices; [`optim`] is Adam as TensorFlow 1 computes it.
 //! - [`model`] holds the network (one flat parameter buffer and its layout) and its passes;
 //!   [`train`] runs the tutorial's loop; [`report`] prints its lines.
+//! - [`sysinfo`] describes the build and the CPU for `mnist-mlp info`.
 //!
 //! Two architectures: `seed`, the tutorial's 784-512-256-128-10 network with no activations
 //! (kept on purpose: it is what users compare against), and `relu`, the one worth keeping.
@@ -16,14 +17,18 @@
 
 pub mod data;
 pub mod error;
+pub mod fsio;
 pub mod gemm;
 pub mod idx;
+pub mod image;
 pub mod layers;
 pub mod loss;
 pub mod model;
+pub mod model_file;
 pub mod optim;
 pub mod report;
 pub mod rng;
+pub mod sysinfo;
 pub mod train;
 
 pub use error::{Error, Result};

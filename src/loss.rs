@@ -52,6 +52,14 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
+/// `softmax(z)` of one row of logits, computed stably.
+pub fn softmax(z: &[f32]) -> Vec<f32> {
+    let max = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let e: Vec<f32> = z.iter().map(|&v| (v - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.iter().map(|v| v / sum).collect()
+}
+
 /// Rows of `z` (B, C) whose argmax equals the label.
 pub fn count_correct(z: &[f32], labels: &[u8], classes: usize) -> usize {
     z.chunks_exact(classes)

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let args = cli::args::parse();
     cli::init_logging(args.verbose, args.quiet);
     match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(1)

@@ -6,10 +6,10 @@
 //! PyTorch's `nn.Linear.weight`, `b_l` is `(O)`. Activations of a batch live in a
 //! [`Workspace`] allocated once for the largest batch and reused by every pass.
 
-use crate::data::{Dataset, CLASSES};
+use crate::data::{to_unit_f32, Dataset, CLASSES};
 use crate::error::{Error, Result};
 use crate::layers::{linear_backward, linear_forward, relu_backward, relu_forward};
-use crate::loss::{count_correct, softmax_cross_entropy};
+use crate::loss::{argmax, count_correct, softmax_cross_entropy};
 use crate::rng::Rng;
 
 /// Inputs of the network: one 28×28 MNIST image.
@@ -274,21 +274,43 @@ impl Mlp {
 
     /// Number of examples of `ds` the network classifies correctly.
     pub fn evaluate(&self, ds: &Dataset) -> Result<usize> {
+        let mut correct = 0;
+        self.each_batch(ds, |logits, labels, c| correct += count_correct(logits, labels, c))?;
+        Ok(correct)
+    }
+
+    /// The class the network picks for every example of `ds`, in order.
+    pub fn classify(&self, ds: &Dataset) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(ds.len());
+        self.each_batch(ds, |logits, _, c| out.extend(logits.chunks_exact(c).map(|row| argmax(row) as u8)))?;
+        Ok(out)
+    }
+
+    /// Runs `ds` through the network [`EVAL_BATCH`] rows at a time, handing each batch's
+    /// logits (B, C) and labels (B) to `f`.
+    fn each_batch(&self, ds: &Dataset, mut f: impl FnMut(&[f32], &[u8], usize)) -> Result<()> {
         ds.expect_pixels(self.layout.input())?;
         let rows = EVAL_BATCH.min(ds.len());
         let mut ws = Workspace::new(&self.layout, rows);
-        let c = self.layout.classes();
-        let mut correct = 0;
         let mut start = 0;
         while start < ds.len() {
             let bsz = rows.min(ds.len() - start);
             let (x, y) = ws.input_mut(bsz);
             ds.gather_range(start, x, y);
             self.forward(&mut ws, bsz);
-            correct += count_correct(ws.logits(bsz), &ws.labels[..bsz], c);
+            f(ws.logits(bsz), &ws.labels[..bsz], self.layout.classes());
             start += bsz;
         }
-        Ok(correct)
+        Ok(())
+    }
+
+    /// Logits (C) of one image given as `pixels` (I) bytes, scaled like the training data.
+    pub fn logits_of(&self, pixels: &[u8]) -> Vec<f32> {
+        let mut ws = Workspace::new(&self.layout, 1);
+        let (x, _) = ws.input_mut(1);
+        to_unit_f32(x, pixels);
+        self.forward(&mut ws, 1);
+        ws.logits(1).to_vec()
     }
 }
 

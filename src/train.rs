@@ -13,11 +13,16 @@
 //! After the first iteration the loop allocates nothing: batches, activations, gradients and
 //! moments all live in buffers made by [`Trainer::new`].
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::data::{Batcher, Dataset};
+use crate::data::{Batcher, BatcherState, Dataset, CLASSES};
 use crate::error::{Error, Result};
+use crate::fsio::write_atomic;
 use crate::model::{mnist_sizes, Arch, Mlp, Workspace, DEFAULT_HIDDEN};
+use crate::model_file::{self, Extra};
 use crate::optim::Adam;
 use crate::report::{LogLine, TestAccuracy};
 use crate::rng::Rng;
@@ -107,28 +112,43 @@ impl TrainConfig {
 
 /// The state of a run: model, optimizer, buffers and batch order.
 pub struct Trainer {
+    cfg: TrainConfig,
     model: Mlp,
     adam: Adam,
     grads: Vec<f32>,
     ws: Workspace,
     batcher: Batcher,
-    batch: usize,
     iteration: usize,
+}
+
+/// Tensor and metadata names of a checkpoint's training state.
+mod ckpt {
+    pub const ADAM_M: &str = "adam.m";
+    pub const ADAM_V: &str = "adam.v";
+    pub const ORDER: &str = "data.order";
+    pub const EXTRAS: [&str; 3] = [ADAM_M, ADAM_V, ORDER];
 }
 
 impl Trainer {
     /// A fresh run of `cfg` on `train`, with every buffer it will need allocated.
     pub fn new(cfg: &TrainConfig, train: &Dataset) -> Result<Self> {
+        let model = Mlp::new(cfg.arch, &mnist_sizes(&cfg.hidden), &mut Rng::new(cfg.seed))?;
+        Self::with_model(cfg, train, model)
+    }
+
+    /// A run of `cfg` that starts from `model`'s weights (fine-tuning); the architecture and
+    /// sizes come from the model, `cfg.arch`/`cfg.hidden` are ignored.
+    pub fn with_model(cfg: &TrainConfig, train: &Dataset, model: Mlp) -> Result<Self> {
+        let mut cfg = cfg.clone();
+        cfg.arch = model.arch();
+        let sizes = model.layout().sizes();
+        cfg.hidden = sizes[1..sizes.len() - 1].to_vec();
         cfg.validate(train.len())?;
-        let mut init_rng = Rng::new(cfg.seed);
-        let model = Mlp::new(cfg.arch, &mnist_sizes(&cfg.hidden), &mut init_rng)?;
         train.expect_pixels(model.layout().input())?;
-        let batcher = Batcher::new(
-            train.len(),
-            cfg.batch,
-            cfg.shuffle,
-            Rng::new(cfg.seed.wrapping_add(DATA_STREAM)),
-        )?;
+        if model.layout().classes() != CLASSES {
+            return Err(Error::config(format!("the network has {} outputs; MNIST has {CLASSES} classes", model.layout().classes())));
+        }
+        let batcher = Batcher::new(train.len(), cfg.batch, cfg.shuffle, Rng::new(cfg.seed.wrapping_add(DATA_STREAM)))?;
         let n = model.layout().total();
         Ok(Trainer {
             adam: Adam::new(n, cfg.learning_rate()),
@@ -136,9 +156,86 @@ impl Trainer {
             ws: Workspace::new(model.layout(), cfg.batch),
             model,
             batcher,
-            batch: cfg.batch,
             iteration: 0,
+            cfg,
         })
+    }
+
+    /// Continues the run saved in the checkpoint at `path`, on the same training set. The
+    /// run's settings come from the checkpoint; only its length is taken from `length`.
+    pub fn resume(path: &Path, length: Length, log_every: usize, train: &Dataset) -> Result<Self> {
+        let f = model_file::load(path, &ckpt::EXTRAS)?;
+        if f.meta(path, "kind")? != "checkpoint" {
+            return Err(Error::model(path, "is a model, not a checkpoint: use --init to start from its weights"));
+        }
+        let num = |key: &str| -> Result<u64> {
+            let v = f.meta(path, key)?;
+            v.parse().map_err(|_| Error::model(path, format!("metadata '{key}' = '{v}' is not a whole number")))
+        };
+        let count = num("train_count")? as usize;
+        if count != train.len() {
+            return Err(Error::model(
+                path,
+                format!("was made on a training set of {count} images, this one has {}; resume on the same data", train.len()),
+            ));
+        }
+        let lr: f32 = f.meta(path, "lr")?.parse().map_err(|_| Error::model(path, "metadata 'lr' is not a number"))?;
+        let cfg = TrainConfig {
+            arch: f.model.arch(),
+            hidden: Vec::new(), // from the model, in with_model
+            length,
+            batch: num("batch")? as usize,
+            lr: Some(lr),
+            seed: num("seed")?,
+            log_every,
+            shuffle: f.meta(path, "shuffle")? == "true",
+        };
+        let n = f.model.layout().total();
+        let rng = parse_rng(f.meta(path, "rng")?).ok_or_else(|| Error::model(path, "metadata 'rng' is not a generator state"))?;
+        let state = BatcherState {
+            order: f.u32s(path, ckpt::ORDER, train.len())?,
+            pos: num("data_pos")? as usize,
+            epoch: num("data_epoch")? as usize,
+            rng,
+            shuffle: cfg.shuffle,
+        };
+        let (m, v) = (f.f32s(path, ckpt::ADAM_M, n)?, f.f32s(path, ckpt::ADAM_V, n)?);
+        let (adam_t, iteration) = (num("adam_t")?, num("iteration")? as usize);
+        let mut t = Self::with_model(&cfg, train, f.model)?;
+        t.batcher = Batcher::restore(train.len(), cfg.batch, state).map_err(|e| Error::model(path, e.to_string()))?;
+        t.adam.m = m;
+        t.adam.v = v;
+        t.adam.t = adam_t;
+        t.iteration = iteration;
+        Ok(t)
+    }
+
+    /// Writes the whole state of the run (weights, Adam moments and step, batch order and
+    /// generator) to `path`, atomically: [`Trainer::resume`] continues it bit for bit.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        let data = self.batcher.state();
+        let facts = [
+            ("iteration", self.iteration.to_string()),
+            ("adam_t", self.adam.t.to_string()),
+            ("lr", self.adam.lr.to_string()),
+            ("batch", self.cfg.batch.to_string()),
+            ("seed", self.cfg.seed.to_string()),
+            ("shuffle", self.cfg.shuffle.to_string()),
+            ("train_count", data.order.len().to_string()),
+            ("data_pos", data.pos.to_string()),
+            ("data_epoch", data.epoch.to_string()),
+            ("rng", data.rng.iter().map(|w| format!("{w:016x}")).collect::<Vec<_>>().join(",")),
+        ];
+        let mut extras = BTreeMap::new();
+        extras.insert(ckpt::ADAM_M.to_string(), Extra::f32s(&self.adam.m));
+        extras.insert(ckpt::ADAM_V.to_string(), Extra::f32s(&self.adam.v));
+        extras.insert(ckpt::ORDER.to_string(), Extra::u32s(&data.order));
+        write_atomic(path, &model_file::encode(&self.model, "checkpoint", &facts, &extras)?)
+    }
+
+    /// The settings of this run (after defaults and, when resumed, the checkpoint's).
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
     }
 
     /// The network as trained so far.
@@ -152,19 +249,15 @@ impl Trainer {
     }
 
     /// One iteration on the next batch of `train`. Returns the batch's loss before the update,
-    /// or an error if it is not finite (the run has diverged).
+    /// or an error if it is not finite (the run has diverged; the weights are not updated).
     pub fn step(&mut self, train: &Dataset) -> Result<f32> {
-        let b = self.batch;
+        let b = self.cfg.batch;
         let (x, y) = self.ws.input_mut(b);
         self.batcher.next_batch(train, x, y);
         self.model.forward(&mut self.ws, b);
         let (loss, _) = self.model.loss(&mut self.ws, b);
         if !loss.is_finite() {
-            return Err(Error::config(format!(
-                "training diverged at iteration {}: the loss is {loss}\n\
-                 hint: lower the learning rate (--lr)",
-                self.iteration
-            )));
+            return Err(Error::Diverged { iteration: self.iteration, what: format!("the loss is {loss}") });
         }
         self.model.backward(&mut self.grads, &mut self.ws, b);
         self.adam.step(self.model.params_mut(), &self.grads);
@@ -176,11 +269,60 @@ impl Trainer {
     ///
     /// [`step`]: Trainer::step
     pub fn batch_metrics(&mut self) -> (f32, f32) {
-        let b = self.batch;
+        let b = self.cfg.batch;
         self.model.forward(&mut self.ws, b);
         let (loss, correct) = self.model.loss(&mut self.ws, b);
         (loss, correct as f32 / b as f32)
     }
+}
+
+fn parse_rng(s: &str) -> Option<[u64; 4]> {
+    let words: Vec<u64> = s.split(',').map(|w| u64::from_str_radix(w, 16).ok()).collect::<Option<_>>()?;
+    words.try_into().ok()
+}
+
+/// A progress report: the tutorial's line plus what a metrics file records.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// The line to print.
+    pub line: LogLine,
+    /// Wall time since this process started training.
+    pub elapsed: Duration,
+    /// Learning rate in effect.
+    pub lr: f32,
+}
+
+/// What [`run`] reports as it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    /// This many iterations are done (every iteration: drive a progress bar with it).
+    Iteration(usize),
+    /// A progress line is due.
+    Log(&'a Progress),
+}
+
+/// How a run is driven: its length, checkpoints, and an external stop request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plan<'a> {
+    /// Write a checkpoint here every `checkpoint_every` iterations, at the end, and on a stop.
+    pub checkpoint: Option<&'a Path>,
+    /// Iterations between checkpoints (0: only at the end and on a stop).
+    pub checkpoint_every: usize,
+    /// Set (e.g. by a signal handler) to stop after the current iteration.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// How a run ended.
+pub enum Finished {
+    /// All iterations done and the test set evaluated.
+    Done(Outcome),
+    /// Stopped on request after `iteration` iterations; the checkpoint, if any, is written.
+    Stopped {
+        /// Iterations completed.
+        iteration: usize,
+        /// Where the state was saved.
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 /// What a finished run produced.
@@ -189,25 +331,28 @@ pub struct Outcome {
     pub model: Mlp,
     /// Its accuracy on the test set.
     pub test: TestAccuracy,
-    /// Iterations run.
+    /// Iterations run in total (including those before a resume).
     pub iterations: usize,
-    /// Wall time of the iterations (not of the test evaluation).
+    /// Wall time of this process's iterations (not of the test evaluation).
     pub train_time: Duration,
 }
 
-/// Trains as `cfg` says on `train`, calling `on_log` with each progress line, then evaluates on
-/// `test`.
-pub fn train(
-    cfg: &TrainConfig,
+/// Runs `trainer` up to its configured length on `train`, reporting to `observe` (every
+/// iteration, and a progress line every `log_every`), checkpointing as `plan` says, then
+/// evaluates on `test`.
+pub fn run(
+    mut trainer: Trainer,
     train: &Dataset,
     test: &Dataset,
-    mut on_log: impl FnMut(&LogLine),
-) -> Result<Outcome> {
-    let mut trainer = Trainer::new(cfg, train)?;
+    plan: Plan<'_>,
+    mut observe: impl FnMut(Event<'_>),
+) -> Result<Finished> {
     test.expect_pixels(trainer.model().layout().input())?;
+    let cfg = trainer.config().clone();
     let iterations = cfg.iterations(train.len());
+    let first = trainer.iteration();
     log::info!(
-        "training {} network {:?} for {iterations} iterations (batch {}, lr {}, seed {}) on {} images",
+        "training {} network {:?} for iterations {first}..{iterations} (batch {}, lr {}, seed {}) on {} images",
         cfg.arch.name(),
         trainer.model().layout().sizes(),
         cfg.batch,
@@ -216,31 +361,56 @@ pub fn train(
         train.len()
     );
     let start = Instant::now();
-    for i in 0..iterations {
+    for i in first..iterations {
         trainer.step(train)?;
         if i % cfg.log_every == 0 {
             let (loss, accuracy) = trainer.batch_metrics();
-            on_log(&LogLine {
-                iteration: i,
-                loss,
-                accuracy,
-            });
+            let line = LogLine { iteration: i, loss, accuracy };
+            observe(Event::Log(&Progress { line, elapsed: start.elapsed(), lr: cfg.learning_rate() }));
+        }
+        let done = i + 1;
+        observe(Event::Iteration(done));
+        if let Some(path) = plan.checkpoint {
+            if plan.checkpoint_every > 0 && done % plan.checkpoint_every == 0 && done < iterations {
+                trainer.save_checkpoint(path)?;
+                log::debug!("checkpoint at iteration {done} written to {}", path.display());
+            }
+        }
+        if plan.stop.map_or(false, |s| s.load(Ordering::SeqCst)) && done < iterations {
+            if let Some(path) = plan.checkpoint {
+                trainer.save_checkpoint(path)?;
+            }
+            return Ok(Finished::Stopped { iteration: done, checkpoint: plan.checkpoint.map(Path::to_path_buf) });
         }
     }
     let train_time = start.elapsed();
-    log::info!(
-        "{iterations} iterations in {:.2} s ({:.2} ms/iteration)",
-        train_time.as_secs_f64(),
-        train_time.as_secs_f64() * 1e3 / iterations as f64
-    );
+    let ran = iterations.saturating_sub(first);
+    if ran > 0 {
+        log::info!(
+            "{ran} iterations in {:.2} s ({:.2} ms/iteration)",
+            train_time.as_secs_f64(),
+            train_time.as_secs_f64() * 1e3 / ran as f64
+        );
+    } else {
+        log::info!("the checkpoint is already at iteration {first} of {iterations}: nothing to train");
+    }
+    if let Some(path) = plan.checkpoint {
+        trainer.save_checkpoint(path)?;
+    }
     let correct = trainer.model().evaluate(test)?;
-    Ok(Outcome {
-        test: TestAccuracy {
-            correct,
-            total: test.len(),
-        },
-        model: trainer.model,
-        iterations,
-        train_time,
-    })
+    Ok(Finished::Done(Outcome { test: TestAccuracy { correct, total: test.len() }, model: trainer.model, iterations, train_time }))
+}
+
+/// Trains a fresh network as `cfg` says on `train`, calling `on_log` with each progress line,
+/// then evaluates on `test`.
+pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, mut on_log: impl FnMut(&LogLine)) -> Result<Outcome> {
+    let observe = |e: Event<'_>| {
+        if let Event::Log(p) = e {
+            on_log(&p.line);
+        }
+    };
+    match run(Trainer::new(cfg, train)?, train, test, Plan::default(), observe)? {
+        Finished::Done(outcome) => Ok(outcome),
+        Finished::Stopped { .. } => unreachable!("no stop flag was given"),
+    }
 }

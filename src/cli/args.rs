@@ -30,6 +30,14 @@ pub enum Command {
     /// Train a network and report its test accuracy, in the tutorial's output format.
     #[command(after_help = TRAIN_EXAMPLES)]
     Train(TrainArgs),
+    /// Evaluate a saved model on a test set: accuracy, per-class accuracy, confusion matrix.
+    Eval(EvalArgs),
+    /// Classify 28×28 digit images (PGM or PNG), or test-set images by index.
+    #[command(after_help = PREDICT_EXAMPLES)]
+    Predict(PredictArgs),
+    /// Describe the build and this machine: target, CPU and SIMD features, cores, the GEMM
+    /// kernel that will run, page size.
+    Info,
 }
 
 const TRAIN_EXAMPLES: &str = "\
@@ -43,6 +51,15 @@ Output (stdout), every --log-every iterations and at the end:
   ...
 
   Accuracy on test set: 0.9206";
+
+const PREDICT_EXAMPLES: &str = "\
+Examples:
+  mnist-mlp predict --model m.safetensors digit.png scan.pgm
+  mnist-mlp predict --model m.safetensors --invert photo-of-paper.png
+  mnist-mlp predict --model m.safetensors --data data/mnist --index 0,5,17 --json
+
+Output: one line per image, `NAME<TAB>DIGIT<TAB>PROBABILITY`; with --json one object per line
+with the logits and all ten probabilities.";
 
 /// Network architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -69,34 +86,94 @@ pub struct TrainArgs {
     /// and t10k-labels-idx1-ubyte, each raw (memory-mapped) or .gz (decompressed in memory).
     #[arg(long, value_name = "DIR", default_value = "data/mnist")]
     pub data: PathBuf,
-    /// Network architecture.
-    #[arg(long, value_enum, default_value_t = ArchArg::Seed)]
-    pub arch: ArchArg,
-    /// Hidden layer widths, comma-separated.
-    #[arg(long, value_name = "N,N,..", default_value = "512,256,128", value_parser = parse_hidden)]
-    pub hidden: Hidden,
+    /// Network architecture [default: seed].
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchArg>,
+    /// Hidden layer widths, comma-separated [default: 512,256,128].
+    #[arg(long, value_name = "N,N,..", value_parser = parse_hidden)]
+    pub hidden: Option<Hidden>,
     /// Iterations (mini-batches) to train [default: 1000].
     #[arg(long, value_name = "N", value_parser = at_least_one, conflicts_with = "epochs")]
     pub iterations: Option<usize>,
     /// Train for this many passes over the training set instead.
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub epochs: Option<usize>,
-    /// Mini-batch size.
-    #[arg(long, value_name = "N", default_value = "128", value_parser = at_least_one)]
-    pub batch: usize,
+    /// Mini-batch size [default: 128].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub batch: Option<usize>,
     /// Adam learning rate [default: 1e-4 for seed, 1e-3 for relu].
     #[arg(long, value_name = "F", value_parser = positive_f32, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// Seed of the initial weights and the batch order: the same seed gives the same run,
-    /// whatever --threads is.
-    #[arg(long, value_name = "N", default_value = "0")]
-    pub seed: u64,
+    /// whatever --threads is [default: 0].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
     /// Threads for the matrix products (at most 4 are used) [default: number of cores].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Print a progress line every N iterations.
     #[arg(long, value_name = "N", default_value = "100", value_parser = at_least_one)]
     pub log_every: usize,
+    /// Take batches in file order instead of a shuffled one (to compare with other frameworks).
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Save the trained network here (safetensors, PyTorch nn.Linear layout).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Start from the weights in this model file (fine-tuning); its architecture is used.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
+    /// Save the whole training state here periodically, at the end and on Ctrl-C/SIGTERM.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// Iterations between checkpoints.
+    #[arg(long, value_name = "N", default_value = "500", value_parser = at_least_one, requires = "checkpoint")]
+    pub checkpoint_every: usize,
+    /// Continue the run saved in this checkpoint, up to --iterations/--epochs in total. The
+    /// run's other settings (arch, sizes, batch, lr, seed, order) come from the checkpoint.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["arch", "hidden", "batch", "lr", "seed", "no_shuffle"])]
+    pub resume: Option<PathBuf>,
+    /// Record iteration, loss, batch accuracy, elapsed ms and learning rate at every log step
+    /// (and the test accuracy at the end) in this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+}
+
+/// `mnist-mlp eval` options.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model file written by `train --save` (or a checkpoint).
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Directory holding t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz).
+    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Threads for the matrix products [default: number of cores].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub threads: Option<usize>,
+}
+
+/// `mnist-mlp predict` options.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Model file written by `train --save` (or a checkpoint).
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Images to classify: 28×28 grayscale PGM (P2/P5) or PNG, white digit on black.
+    #[arg(value_name = "IMAGE", required_unless_present = "index", conflicts_with = "index")]
+    pub images: Vec<PathBuf>,
+    /// Classify these test-set images of --data instead (comma-separated indices).
+    #[arg(long, value_name = "I,I,..", value_delimiter = ',', requires = "data")]
+    pub index: Vec<usize>,
+    /// Directory of the test set used by --index.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The images are dark digits on a light background: invert them first.
+    #[arg(long)]
+    pub invert: bool,
+    /// One JSON object per line, with logits and all probabilities.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Hidden layer widths (a newtype so clap treats the list as one value).

@@ -1,6 +1,9 @@
 //! The subcommands: each turns validated arguments into library calls and prints the result.
 
 pub mod args;
+mod eval;
+mod predict;
+mod signals;
 mod train;
 
 use std::io::Write;
@@ -9,10 +12,31 @@ use anyhow::Result;
 
 use args::{Cli, Command};
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+/// Extra tensors a model file may carry: a checkpoint is a usable model too.
+pub const MODEL_EXTRAS: [&str; 3] = ["adam.m", "adam.v", "data.order"];
+
+/// Runs the parsed command line; returns the exit code of a run that did not fail.
+pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Info => {
+            let mut out = Out::new();
+            out.line(mnist_mlp::sysinfo::SystemInfo::detect());
+            out.finish()?;
+            Ok(0)
+        }
+    }
+}
+
+/// Gives matrixmultiply `threads` threads (default: one per core) before any product runs.
+pub fn set_threads(threads: Option<usize>) {
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    match mnist_mlp::gemm::set_threads(threads) {
+        Some(n) if n < threads => log::info!("{threads} threads asked for, matrixmultiply uses at most {n}"),
+        Some(n) => log::debug!("{n} GEMM threads"),
+        None => log::warn!("GEMM threads already fixed; --threads {threads} ignored"),
     }
 }
 

@@ -1,43 +1,170 @@
-//! `mnist-mlp train`: opens the data, trains, prints the tutorial's lines.
+//! `mnist-mlp train`: opens the data, builds or loads the run, trains, prints the tutorial's
+//! lines, saves what was asked.
 
-use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use mnist_mlp::data::{Dataset, Split};
-use mnist_mlp::gemm;
-use mnist_mlp::train::{train, Length, TrainConfig};
+use mnist_mlp::model::{Arch, DEFAULT_HIDDEN};
+use mnist_mlp::model_file::{self, join};
+use mnist_mlp::train::{run as run_training, Finished, Length, Plan, Progress, TrainConfig, Trainer};
 
 use super::args::TrainArgs;
-use super::Out;
+use super::{set_threads, signals, Out};
 
-pub fn run(a: TrainArgs) -> Result<()> {
-    let threads = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    match gemm::set_threads(threads) {
-        Some(n) if n < threads => {
-            log::info!("{threads} threads asked for, matrixmultiply uses at most {n}")
-        }
-        Some(n) => log::debug!("{n} GEMM threads"),
-        None => log::warn!("GEMM threads already fixed; --threads {threads} ignored"),
-    }
+pub fn run(a: TrainArgs) -> Result<u8> {
+    set_threads(a.threads);
+    let length = match (a.iterations, a.epochs) {
+        (_, Some(e)) => Length::Epochs(e),
+        (Some(i), None) => Length::Iterations(i),
+        (None, None) => Length::Iterations(1000),
+    };
+    let defaults = TrainConfig::default();
     let cfg = TrainConfig {
-        arch: a.arch.into(),
-        hidden: a.hidden.0,
-        length: match (a.iterations, a.epochs) {
-            (_, Some(e)) => Length::Epochs(e),
-            (Some(i), None) => Length::Iterations(i),
-            (None, None) => Length::Iterations(1000),
-        },
-        batch: a.batch,
+        arch: a.arch.map_or(defaults.arch, Arch::from),
+        hidden: a.hidden.clone().map_or_else(|| DEFAULT_HIDDEN.to_vec(), |h| h.0),
+        length,
+        batch: a.batch.unwrap_or(defaults.batch),
         lr: a.lr,
-        seed: a.seed,
+        seed: a.seed.unwrap_or(defaults.seed),
         log_every: a.log_every,
-        shuffle: true,
+        shuffle: !a.no_shuffle,
     };
     let train_set = Dataset::open(&a.data, Split::Train).context("loading the training set")?;
     let test_set = Dataset::open(&a.data, Split::Test).context("loading the test set")?;
+
+    let trainer = if let Some(path) = &a.resume {
+        Trainer::resume(path, length, a.log_every, &train_set).context("resuming")?
+    } else if let Some(path) = &a.init {
+        let model = model_file::load(path, &[]).context("loading --init")?.model;
+        let sizes = model.layout().sizes();
+        let file_hidden = &sizes[1..sizes.len() - 1];
+        if let Some(arch) = a.arch.map(Arch::from).filter(|&x| x != model.arch()) {
+            bail!("--arch {} conflicts with {} (a {} network)", arch.name(), path.display(), model.arch().name());
+        }
+        if let Some(h) = a.hidden.as_ref().filter(|h| h.0 != file_hidden) {
+            bail!("--hidden {} conflicts with {} (hidden {})", join(&h.0), path.display(), join(file_hidden));
+        }
+        Trainer::with_model(&cfg, &train_set, model)?
+    } else {
+        Trainer::new(&cfg, &train_set)?
+    };
+    let cfg = trainer.config().clone();
+    let total = cfg.iterations(train_set.len());
+
+    let mut metrics = match &a.metrics {
+        Some(p) => Some(Metrics::open(p, a.resume.is_some())?),
+        None => None,
+    };
+    let bar = progress_bar(trainer.iteration(), total);
+    let stop = signals::install();
+    let plan = Plan { checkpoint: a.checkpoint.as_deref(), checkpoint_every: a.checkpoint_every, stop: Some(stop) };
     let mut out = Out::new();
-    let outcome = train(&cfg, &train_set, &test_set, |line| out.line(line))?;
-    out.line("");
-    out.line(outcome.test);
-    out.finish()
+    let mut metrics_error = None;
+    let finished = run_training(trainer, &train_set, &test_set, plan, |event| match event {
+        mnist_mlp::train::Event::Iteration(done) => bar.set_position(done as u64),
+        mnist_mlp::train::Event::Log(p) => {
+            bar.suspend(|| out.line(p.line));
+            if let Some(m) = metrics.as_mut() {
+                if let Err(e) = m.row(p) {
+                    metrics_error.get_or_insert(e);
+                }
+            }
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = metrics_error {
+        return Err(e);
+    }
+    match finished? {
+        Finished::Stopped { iteration, checkpoint } => {
+            out.finish()?;
+            match checkpoint {
+                Some(p) => eprintln!(
+                    "interrupted after iteration {iteration}; checkpoint written to {}\nresume with: mnist-mlp train --resume {} --data {} ...",
+                    p.display(),
+                    p.display(),
+                    a.data.display()
+                ),
+                None => eprintln!("interrupted after iteration {iteration}; no --checkpoint was given, nothing saved"),
+            }
+            Ok(signals::EXIT_INTERRUPTED)
+        }
+        Finished::Done(outcome) => {
+            out.line("");
+            out.line(outcome.test);
+            if let Some(m) = metrics.as_mut() {
+                m.test_accuracy(outcome.iterations, outcome.test.value())?;
+            }
+            if let Some(path) = &a.save {
+                let facts = [
+                    ("iterations", outcome.iterations.to_string()),
+                    ("seed", cfg.seed.to_string()),
+                    ("batch", cfg.batch.to_string()),
+                    ("lr", cfg.learning_rate().to_string()),
+                    ("test_accuracy", outcome.test.value().to_string()),
+                    ("train_images", train_set.len().to_string()),
+                ];
+                model_file::save_model(path, &outcome.model, &facts)?;
+                log::info!("model saved to {}", path.display());
+            }
+            out.finish()?;
+            Ok(0)
+        }
+    }
+}
+
+/// A bar with ETA and iterations/s, only when both stdout and stderr are terminals (so logs
+/// over SSH, pipes and CI stay clean).
+fn progress_bar(done: usize, total: usize) -> ProgressBar {
+    if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64).with_position(done as u64);
+    let style = ProgressStyle::with_template("{bar:40} {pos}/{len} iterations  {per_sec}  ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// The `--metrics` CSV file.
+struct Metrics {
+    file: File,
+    path: std::path::PathBuf,
+}
+
+impl Metrics {
+    const HEADER: &'static str = "iteration,loss,batch_accuracy,test_accuracy,elapsed_ms,lr";
+
+    fn open(path: &Path, append: bool) -> Result<Self> {
+        let existing = append && path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(existing)
+            .truncate(!existing)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut m = Metrics { file, path: path.to_path_buf() };
+        if !existing {
+            m.write(Self::HEADER)?;
+        }
+        Ok(m)
+    }
+
+    fn row(&mut self, p: &Progress) -> Result<()> {
+        let ms = p.elapsed.as_secs_f64() * 1e3;
+        self.write(&format!("{},{},{},,{ms:.1},{}", p.line.iteration, p.line.loss, p.line.accuracy, p.lr))
+    }
+
+    fn test_accuracy(&mut self, iterations: usize, acc: f32) -> Result<()> {
+        self.write(&format!("{iterations},,,{acc},,"))
+    }
+
+    fn write(&mut self, line: &str) -> Result<()> {
+        writeln!(self.file, "{line}").with_context(|| format!("cannot write {}", self.path.display()))
+    }
 }

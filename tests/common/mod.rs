@@ -106,3 +106,38 @@ pub fn good_dataset(n: u32) -> tempfile::TempDir {
 pub fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).unwrap();
 }
+
+/// Whether heavy tests run at reduced size: `MNIST_MLP_TEST_SCALE=reduced`, set when the suite
+/// runs under emulation (≈100× slower). Reduced tests still train and check; they are never
+/// skipped.
+pub fn reduced() -> bool {
+    match std::env::var("MNIST_MLP_TEST_SCALE").as_deref() {
+        Ok("reduced") => {
+            eprintln!("MNIST_MLP_TEST_SCALE=reduced: running the reduced-size variant");
+            true
+        }
+        Ok("full") | Err(_) => false,
+        Ok(other) => panic!("MNIST_MLP_TEST_SCALE must be 'full' or 'reduced', not {other:?}"),
+    }
+}
+
+/// A raw (uncompressed, hence memory-mapped) copy of the first `n_train` training and
+/// `n_test` test examples of the data set in `src`: a smaller real data set for tests that
+/// run under emulation.
+pub fn subset(src: &Path, n_train: usize, n_test: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (stem, n, per_item, header) in [
+        ("train-images-idx3-ubyte", n_train, 784, 16),
+        ("train-labels-idx1-ubyte", n_train, 1, 8),
+        ("t10k-images-idx3-ubyte", n_test, 784, 16),
+        ("t10k-labels-idx1-ubyte", n_test, 1, 8),
+    ] {
+        let mut bytes = Vec::new();
+        let gz = std::fs::File::open(src.join(format!("{stem}.gz"))).unwrap();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut bytes).unwrap();
+        bytes.truncate(header + n * per_item);
+        bytes[4..8].copy_from_slice(&(n as u32).to_be_bytes());
+        write(dir.path(), stem, &bytes);
+    }
+    dir
+}

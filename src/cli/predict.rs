@@ -1,0 +1,70 @@
+//! `mnist-mlp predict`: the digit in each image (or test-set example), with its probability.
+
+use anyhow::{bail, Context, Result};
+use mnist_mlp::data::{Dataset, Split};
+use mnist_mlp::image::read_digit;
+use mnist_mlp::loss::{argmax, softmax};
+use mnist_mlp::model_file;
+
+use super::args::PredictArgs;
+use super::{Out, MODEL_EXTRAS};
+
+pub fn run(a: PredictArgs) -> Result<u8> {
+    let model = model_file::load(&a.model, &MODEL_EXTRAS).context("loading the model")?.model;
+    if model.layout().input() != 28 * 28 {
+        bail!("{} takes {} inputs, not 28×28 images", a.model.display(), model.layout().input());
+    }
+    let mut out = Out::new();
+    let mut report = |name: &str, index: Option<usize>, pixels: &[u8]| {
+        let logits = model.logits_of(pixels);
+        let probs = softmax(&logits);
+        let digit = argmax(&logits);
+        if a.json {
+            let list = |v: &[f32]| v.iter().map(|x| format!("{x:e}")).collect::<Vec<_>>().join(",");
+            let key = match index {
+                Some(i) => format!("\"index\":{i}"),
+                None => format!("\"path\":{}", json_string(name)),
+            };
+            out.line(format!(
+                "{{{key},\"digit\":{digit},\"probability\":{:e},\"probabilities\":[{}],\"logits\":[{}]}}",
+                probs[digit],
+                list(&probs),
+                list(&logits)
+            ));
+        } else {
+            out.line(format!("{name}\t{digit}\t{:.4}", probs[digit]));
+        }
+    };
+    if let Some(dir) = &a.data {
+        let test = Dataset::open(dir, Split::Test).context("loading the test set")?;
+        test.expect_pixels(28 * 28)?;
+        if let Some(&bad) = a.index.iter().find(|&&i| i >= test.len()) {
+            bail!("--index {bad} is out of range: the test set has {} images (0..={})", test.len(), test.len() - 1);
+        }
+        for &i in &a.index {
+            report(&format!("test[{i}]"), Some(i), test.images().image(i));
+        }
+    } else {
+        for path in &a.images {
+            let pixels = read_digit(path, a.invert)?;
+            report(&path.display().to_string(), None, &pixels);
+        }
+    }
+    out.finish()?;
+    Ok(0)
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}

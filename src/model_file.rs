@@ -1,0 +1,334 @@
+//! Model and checkpoint files: safetensors, with tensors in PyTorch's `nn.Linear` layout.
+//!
+//! A model file holds `fc1.weight` `(O, I)`, `fc1.bias` `(O)`, … `fcL.bias` as little-endian
+//! f32, and string metadata: `format` = `mnist-mlp/1`, `kind` (`model` or `checkpoint`),
+//! `arch`, `hidden` (`512,256,128`), `input`, `classes`, plus facts about the run that made it.
+//! `torch.nn.Sequential` of `Linear` layers or numpy load it with no conversion. A checkpoint
+//! is a model file with the optimizer and data-order state added (see the train module).
+//!
+//! Loading trusts nothing: the metadata must be present and consistent, every tensor present
+//! with the right dtype and shape, nothing unexpected, every value finite. Saving refuses
+//! non-finite values, and every write is atomic (see [`crate::fsio`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::error::{Error, Result};
+use crate::fsio::write_atomic;
+use crate::model::{Arch, Layout, Mlp, MAX_PARAMS};
+
+/// Value of the `format` metadata key.
+pub const FORMAT: &str = "mnist-mlp/1";
+
+/// Largest file the loader reads: a network of [`MAX_PARAMS`] with two Adam moments, plus room
+/// for the data order and the header. Anything larger is not one of ours.
+const MAX_FILE_BYTES: u64 = (MAX_PARAMS as u64) * 4 * 3 + (64 << 20);
+
+/// A tensor beyond the network's own (a checkpoint's state).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Extra {
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Little-endian element bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Extra {
+    /// A 1-D f32 tensor.
+    pub fn f32s(values: &[f32]) -> Self {
+        Extra { dtype: Dtype::F32, shape: vec![values.len()], bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+    }
+
+    /// A 1-D u32 tensor.
+    pub fn u32s(values: &[u32]) -> Self {
+        Extra { dtype: Dtype::U32, shape: vec![values.len()], bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+    }
+}
+
+/// What a file held: the network, its metadata and any extra tensors the caller allowed.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The network.
+    pub model: Mlp,
+    /// All metadata.
+    pub metadata: HashMap<String, String>,
+    /// Extra tensors by name.
+    pub extras: HashMap<String, Extra>,
+}
+
+/// Names of layer `l`'s weight and bias (`fc{l+1}.weight`, `fc{l+1}.bias`).
+pub fn tensor_names(l: usize) -> (String, String) {
+    (format!("fc{}.weight", l + 1), format!("fc{}.bias", l + 1))
+}
+
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Serializes `model` with `metadata` (the architecture keys are added here) and `extras`.
+pub fn encode(model: &Mlp, kind: &str, facts: &[(&str, String)], extras: &BTreeMap<String, Extra>) -> Result<Vec<u8>> {
+    if let Some(i) = model.params().iter().position(|v| !v.is_finite()) {
+        return Err(Error::config(format!(
+            "refusing to save a model that is not finite: parameter {i} is {}",
+            model.params()[i]
+        )));
+    }
+    let layout = model.layout();
+    let sizes = layout.sizes();
+    let mut meta: HashMap<String, String> = facts.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    meta.insert("format".into(), FORMAT.into());
+    meta.insert("kind".into(), kind.into());
+    meta.insert("arch".into(), model.arch().name().into());
+    meta.insert("hidden".into(), join(&sizes[1..sizes.len() - 1]));
+    meta.insert("input".into(), layout.input().to_string());
+    meta.insert("classes".into(), layout.classes().to_string());
+
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for l in 0..layout.layers() {
+        let (i, o) = layout.dims(l);
+        let (w, b) = layout.split(model.params(), l);
+        let (wn, bn) = tensor_names(l);
+        owned.push((wn, Dtype::F32, vec![o, i], le_bytes(w)));
+        owned.push((bn, Dtype::F32, vec![o], le_bytes(b)));
+    }
+    for (name, e) in extras {
+        owned.push((name.clone(), e.dtype, e.shape.clone(), e.bytes.clone()));
+    }
+    let views = owned
+        .iter()
+        .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.as_str(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::config(format!("internal error building tensors: {e}")))?;
+    safetensors::tensor::serialize(views, &Some(meta))
+        .map_err(|e| Error::config(format!("internal error serializing the model: {e}")))
+}
+
+/// Saves a trained network to `path` (kind `model`), atomically.
+pub fn save_model(path: &Path, model: &Mlp, facts: &[(&str, String)]) -> Result<()> {
+    write_atomic(path, &encode(model, "model", facts, &BTreeMap::new())?)
+}
+
+/// Loads a network from `path`. `extras` lists the extra tensors allowed (and kept); any other
+/// tensor is an error.
+pub fn load(path: &Path, extras: &[&str]) -> Result<Loaded> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::model(path, "no such file"),
+            _ => Error::io(path, e),
+        })?
+        .len();
+    if std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(Error::model(path, "is a directory, not a model file"));
+    }
+    if len > MAX_FILE_BYTES {
+        return Err(Error::model(path, format!("{len} bytes is larger than any mnist-mlp model ({MAX_FILE_BYTES} at most)")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode(path, &bytes, extras)
+}
+
+/// [`load`] from bytes already in memory; `path` names them in errors.
+pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::model(path, format!("not a safetensors model file ({e:?})")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::model(path, format!("not a safetensors model file ({e:?})")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let get = |key: &str| {
+        metadata.get(key).map(String::as_str).ok_or_else(|| Error::model(path, format!("metadata key '{key}' is missing")))
+    };
+    let format = get("format")?;
+    if format != FORMAT {
+        return Err(Error::model(path, format!("format is '{format}', expected '{FORMAT}'")));
+    }
+    let arch = match get("arch")? {
+        "seed" => Arch::Seed,
+        "relu" => Arch::Relu,
+        other => return Err(Error::model(path, format!("unknown arch '{other}' (expected seed or relu)"))),
+    };
+    let number = |key: &str| -> Result<usize> {
+        let v = get(key)?;
+        v.trim().parse().map_err(|_| Error::model(path, format!("metadata '{key}' = '{v}' is not a whole number")))
+    };
+    let hidden_s = get("hidden")?;
+    let hidden = if hidden_s.trim().is_empty() {
+        Vec::new()
+    } else {
+        hidden_s
+            .split(',')
+            .map(|w| w.trim().parse::<usize>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| Error::model(path, format!("metadata 'hidden' = '{hidden_s}' is not a list of widths")))?
+    };
+    let mut sizes = vec![number("input")?];
+    sizes.extend(hidden);
+    sizes.push(number("classes")?);
+    let layout = Layout::new(&sizes).map_err(|e| Error::model(path, e.to_string()))?;
+
+    let mut expected: Vec<String> = Vec::new();
+    let mut params = Vec::with_capacity(layout.total());
+    for l in 0..layout.layers() {
+        let (i, o) = layout.dims(l);
+        let (wn, bn) = tensor_names(l);
+        for (name, shape) in [(&wn, vec![o, i]), (&bn, vec![o])] {
+            let t = tensor(path, &st, name, Dtype::F32, &shape)?;
+            let start = params.len();
+            params.extend(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            if let Some(k) = params[start..].iter().position(|v| !v.is_finite()) {
+                return Err(Error::model(path, format!("tensor {name} holds a non-finite value at index {k}")));
+            }
+            expected.push(name.clone());
+        }
+    }
+    let mut kept = HashMap::new();
+    let mut names: Vec<&String> = st.names();
+    names.sort();
+    for name in names {
+        if expected.iter().any(|e| e == name) {
+            continue;
+        }
+        if !extras.contains(&name.as_str()) {
+            return Err(Error::model(path, format!("unexpected tensor '{name}' (not part of a {} network)", join(&sizes))));
+        }
+        let t = st.tensor(name).map_err(|e| Error::model(path, format!("tensor {name}: {e:?}")))?;
+        kept.insert(name.clone(), Extra { dtype: t.dtype(), shape: t.shape().to_vec(), bytes: t.data().to_vec() });
+    }
+    let model = Mlp::from_params(arch, layout, params)?;
+    Ok(Loaded { model, metadata, extras: kept })
+}
+
+fn tensor<'a>(path: &Path, st: &SafeTensors<'a>, name: &str, dtype: Dtype, shape: &[usize]) -> Result<TensorView<'a>> {
+    let t = st.tensor(name).map_err(|_| Error::model(path, format!("tensor {name} is missing")))?;
+    if t.dtype() != dtype {
+        return Err(Error::model(path, format!("tensor {name} is {:?}, expected {dtype:?}", t.dtype())));
+    }
+    if t.shape() != shape {
+        return Err(Error::model(path, format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape())));
+    }
+    Ok(t)
+}
+
+/// `[512, 256, 128]` → `"512,256,128"`.
+pub fn join(sizes: &[usize]) -> String {
+    sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+}
+
+impl Loaded {
+    /// Metadata value of `key`, or an error naming the file and key.
+    pub fn meta(&self, path: &Path, key: &str) -> Result<&str> {
+        self.metadata.get(key).map(String::as_str).ok_or_else(|| Error::model(path, format!("metadata key '{key}' is missing")))
+    }
+
+    /// Extra tensor `name` as `len` f32 values.
+    pub fn f32s(&self, path: &Path, name: &str, len: usize) -> Result<Vec<f32>> {
+        let t = self.extra(path, name, Dtype::F32, len)?;
+        Ok(t.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    /// Extra tensor `name` as `len` u32 values.
+    pub fn u32s(&self, path: &Path, name: &str, len: usize) -> Result<Vec<u32>> {
+        let t = self.extra(path, name, Dtype::U32, len)?;
+        Ok(t.bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    fn extra(&self, path: &Path, name: &str, dtype: Dtype, len: usize) -> Result<&Extra> {
+        let t = self.extras.get(name).ok_or_else(|| Error::model(path, format!("tensor {name} is missing")))?;
+        if t.dtype != dtype || t.shape != [len] {
+            return Err(Error::model(
+                path,
+                format!("tensor {name} is {:?} {:?}, expected {dtype:?} [{len}]", t.dtype, t.shape),
+            ));
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn small() -> Mlp {
+        Mlp::new(Arch::Relu, &[6, 5, 3], &mut Rng::new(4)).unwrap()
+    }
+
+    #[test]
+    fn round_trip_keeps_every_bit_and_the_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let m = small();
+        save_model(&p, &m, &[("seed", "4".into())]).unwrap();
+        let back = load(&p, &[]).unwrap();
+        assert_eq!(back.model.params(), m.params());
+        assert_eq!(back.model.arch(), Arch::Relu);
+        assert_eq!(back.model.layout(), m.layout());
+        for (k, v) in [("format", "mnist-mlp/1"), ("arch", "relu"), ("hidden", "5"), ("input", "6"), ("classes", "3"), ("seed", "4")] {
+            assert_eq!(back.metadata.get(k).map(String::as_str), Some(v), "{k}");
+        }
+    }
+
+    fn broken(mutate: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>)) -> String {
+        let m = small();
+        let bytes = encode(&m, "model", &[], &BTreeMap::new()).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, h) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut meta = h.metadata().clone().unwrap();
+        let mut ts: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+            st.tensors().into_iter().map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec())).collect();
+        mutate(&mut ts, &mut meta);
+        let views: Vec<(String, TensorView)> =
+            ts.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+        let bytes = safetensors::tensor::serialize(views, &Some(meta)).unwrap();
+        decode(Path::new("m.safetensors"), &bytes, &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_inconsistency_is_named() {
+        let e = broken(|ts, _| ts.retain(|t| t.0 != "fc2.bias"));
+        assert!(e.contains("tensor fc2.bias is missing"), "{e}");
+        let e = broken(|ts, _| ts[0].1 = Dtype::I32);
+        assert!(e.contains("is I32, expected F32"), "{e}");
+        let e = broken(|ts, _| {
+            let t = ts.iter_mut().find(|t| t.0 == "fc1.weight").unwrap();
+            t.2 = vec![6, 5];
+        });
+        assert!(e.contains("fc1.weight has shape [6, 5], expected [5, 6]"), "{e}");
+        let e = broken(|ts, _| ts.push(("fc3.weight".into(), Dtype::F32, vec![1], vec![0; 4])));
+        assert!(e.contains("unexpected tensor 'fc3.weight'"), "{e}");
+        let e = broken(|_, m| {
+            m.remove("arch");
+        });
+        assert!(e.contains("'arch' is missing"), "{e}");
+        let e = broken(|_, m| {
+            m.insert("format".into(), "other/2".into());
+        });
+        assert!(e.contains("format is 'other/2'"), "{e}");
+        let e = broken(|_, m| {
+            m.insert("hidden".into(), "7".into());
+        });
+        assert!(e.contains("fc1.weight has shape [5, 6], expected [7, 6]"), "{e}");
+        let e = broken(|ts, _| {
+            let t = ts.iter_mut().find(|t| t.0 == "fc1.bias").unwrap();
+            t.3[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        });
+        assert!(e.contains("fc1.bias holds a non-finite value at index 0"), "{e}");
+        let e = decode(Path::new("x"), b"not a model", &[]).unwrap_err().to_string();
+        assert!(e.contains("not a safetensors model file"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_weights_are_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let mut m = small();
+        m.params_mut()[3] = f32::INFINITY;
+        let e = save_model(&p, &m, &[]).unwrap_err().to_string();
+        assert!(e.contains("not finite"), "{e}");
+        assert!(!p.exists());
+    }
+}
