@@ -227,7 +227,13 @@ impl Batcher {
 
     /// Everything needed to continue this exact sequence of batches later.
     pub fn state(&self) -> BatcherState {
-        BatcherState { order: self.order.clone(), pos: self.pos, epoch: self.epoch, rng: self.rng.state(), shuffle: self.shuffle }
+        BatcherState {
+            order: self.order.clone(),
+            pos: self.pos,
+            epoch: self.epoch,
+            rng: self.rng.state(),
+            shuffle: self.shuffle,
+        }
     }
 
     /// A batcher that continues from `state`, for batches of `batch` out of `n` examples.
@@ -236,7 +242,10 @@ impl Batcher {
         let bad = |what: &str| Error::config(format!("the saved data order is not usable: {what}"));
         let mut b = Batcher::new(n, batch, state.shuffle, Rng::new(0))?;
         if state.order.len() != n {
-            return Err(bad(&format!("it covers {} examples, the training set has {n}", state.order.len())));
+            return Err(bad(&format!(
+                "it covers {} examples, the training set has {n}",
+                state.order.len()
+            )));
         }
         let mut seen = vec![false; n];
         for &i in &state.order {
@@ -248,7 +257,8 @@ impl Batcher {
         if state.pos > n {
             return Err(bad("its position is past the end"));
         }
-        b.rng = Rng::from_state(state.rng).ok_or_else(|| bad("the generator state is all zeros"))?;
+        b.rng =
+            Rng::from_state(state.rng).ok_or_else(|| bad("the generator state is all zeros"))?;
         b.order = state.order;
         b.pos = state.pos;
         b.epoch = state.epoch;
@@ -322,8 +332,14 @@ mod tests {
         }
         let mut bad = a.state();
         bad.order[0] = bad.order[1];
-        assert!(Batcher::restore(10, 4, bad).unwrap_err().to_string().contains("not a permutation"));
-        assert!(Batcher::restore(11, 4, a.state()).unwrap_err().to_string().contains("has 11"));
+        assert!(Batcher::restore(10, 4, bad)
+            .unwrap_err()
+            .to_string()
+            .contains("not a permutation"));
+        assert!(Batcher::restore(11, 4, a.state())
+            .unwrap_err()
+            .to_string()
+            .contains("has 11"));
     }
 
     #[test]

@@ -82,7 +82,10 @@ impl Error {
     }
 
     pub(crate) fn model(path: &Path, problem: impl Into<String>) -> Self {
-        Error::Model { path: path.to_path_buf(), problem: problem.into() }
+        Error::Model {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
     }
 
     pub(crate) fn config(problem: impl Into<String>) -> Self {
@@ -111,7 +114,12 @@ impl fmt::Display for Error {
             Error::Idx { path, problem } => write!(f, "{}: {}", path.display(), problem),
             Error::Model { path, problem } => write!(f, "{}: {}", path.display(), problem),
             Error::Write { path, source } => {
-                write!(f, "cannot write {}: {} (any previous file there is unchanged)", path.display(), source)
+                write!(
+                    f,
+                    "cannot write {}: {} (any previous file there is unchanged)",
+                    path.display(),
+                    source
+                )
             }
             Error::Diverged { iteration, what } => write!(
                 f,

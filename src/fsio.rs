@@ -18,23 +18,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.map_err(|source| Error::Write { path: path.to_path_buf(), source })
+    result.map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// `.NAME.tmp-PID` beside `path`: same directory (so rename is atomic), hidden, per process.
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 fn write_then_rename(path: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
     // Only ever replace a regular file: renaming over /dev/full or a directory would destroy it.
     match fs::metadata(path) {
-        Ok(m) if m.is_dir() => return Err(io::Error::new(io::ErrorKind::Other, "is a directory")),
-        Ok(m) if !m.is_file() => return Err(io::Error::new(io::ErrorKind::Other, "not a regular file")),
+        Ok(m) if m.is_dir() => return Err(io::Error::other("is a directory")),
+        Ok(m) if !m.is_file() => return Err(io::Error::other("not a regular file")),
         _ => {}
     }
-    let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(tmp)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
@@ -66,7 +76,10 @@ mod tests {
         let p = dir.path().join("sub");
         fs::create_dir(&p).unwrap();
         let e = write_atomic(&p, b"x").unwrap_err().to_string();
-        assert!(e.contains("cannot write") && e.contains("is a directory"), "{e}");
+        assert!(
+            e.contains("cannot write") && e.contains("is a directory"),
+            "{e}"
+        );
         let missing = dir.path().join("no/such/dir/m");
         assert!(write_atomic(&missing, b"x").is_err());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);

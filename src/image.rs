@@ -29,10 +29,18 @@ pub fn read_digit(path: &Path, invert: bool) -> Result<Vec<u8>> {
         return Err(Error::idx(path, "not a regular file"));
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(Error::idx(path, format!("{} bytes is too large for a {SIDE}×{SIDE} digit image", meta.len())));
+        return Err(Error::idx(
+            path,
+            format!(
+                "{} bytes is too large for a {SIDE}×{SIDE} digit image",
+                meta.len()
+            ),
+        ));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    BufReader::new(file).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    BufReader::new(file)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
     let (w, h, mut pixels) = match bytes.get(..2) {
         Some(b"P2") | Some(b"P5") => pgm(&bytes).map_err(|p| Error::idx(path, p))?,
         Some(&[0x89, b'P']) => png(&bytes).map_err(|p| Error::idx(path, p))?,
@@ -41,7 +49,9 @@ pub fn read_digit(path: &Path, invert: bool) -> Result<Vec<u8>> {
     if (w, h) != (SIDE, SIDE) {
         return Err(Error::idx(
             path,
-            format!("image is {w}×{h}, expected {SIDE}×{SIDE} (MNIST size): crop or scale it first"),
+            format!(
+                "image is {w}×{h}, expected {SIDE}×{SIDE} (MNIST size): crop or scale it first"
+            ),
         ));
     }
     if invert {
@@ -66,7 +76,7 @@ fn pgm(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), String> {
             }
         }
         let start = *pos;
-        while bytes.get(*pos).map_or(false, u8::is_ascii_digit) {
+        while bytes.get(*pos).is_some_and(u8::is_ascii_digit) {
             *pos += 1;
         }
         std::str::from_utf8(&bytes[start..*pos]).ok()?.parse().ok()
@@ -86,10 +96,20 @@ fn pgm(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), String> {
     let pixels = if bytes[1] == b'5' {
         pos += 1; // the single whitespace after maxval
         let width = if max < 256 { 1 } else { 2 };
-        let body = bytes.get(pos..pos + n * width).ok_or("PGM pixel data is truncated")?;
-        body.chunks_exact(width).map(|c| scale(c.iter().fold(0u32, |a, &b| a << 8 | u32::from(b)))).collect()
+        let body = bytes
+            .get(pos..pos + n * width)
+            .ok_or("PGM pixel data is truncated")?;
+        body.chunks_exact(width)
+            .map(|c| scale(c.iter().fold(0u32, |a, &b| a << 8 | u32::from(b))))
+            .collect()
     } else {
-        (0..n).map(|_| next_token(&mut pos).map(scale).ok_or("PGM pixel data is truncated or not numbers")).collect::<std::result::Result<Vec<u8>, _>>()?
+        (0..n)
+            .map(|_| {
+                next_token(&mut pos)
+                    .map(scale)
+                    .ok_or("PGM pixel data is truncated or not numbers")
+            })
+            .collect::<std::result::Result<Vec<u8>, _>>()?
     };
     Ok((w, h, pixels))
 }
@@ -98,19 +118,25 @@ fn pgm(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), String> {
 fn png(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), String> {
     let mut decoder = png::Decoder::new(bytes);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder.read_info().map_err(|e| format!("not a readable PNG: {e}"))?;
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| format!("not a readable PNG: {e}"))?;
     let (w, h) = (reader.info().width as usize, reader.info().height as usize);
     if (w, h) != (SIDE, SIDE) {
         return Ok((w, h, Vec::new())); // the caller reports the size; nothing decoded
     }
     let mut buf = vec![0; reader.output_buffer_size()];
-    let frame = reader.next_frame(&mut buf).map_err(|e| format!("PNG data is corrupt: {e}"))?;
+    let frame = reader
+        .next_frame(&mut buf)
+        .map_err(|e| format!("PNG data is corrupt: {e}"))?;
     let data = &buf[..frame.buffer_size()];
     let channels = frame.color_type.samples();
     let opaque = |alpha: u8| alpha == 255;
     let px: Vec<&[u8]> = data.chunks_exact(channels).collect();
-    if matches!(frame.color_type, png::ColorType::GrayscaleAlpha | png::ColorType::Rgba)
-        && !px.iter().all(|p| opaque(p[channels - 1]))
+    if matches!(
+        frame.color_type,
+        png::ColorType::GrayscaleAlpha | png::ColorType::Rgba
+    ) && !px.iter().all(|p| opaque(p[channels - 1]))
     {
         return Err("image has transparency; flatten it onto a background first".into());
     }
@@ -119,7 +145,10 @@ fn png(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), String> {
         .map(|p| match channels {
             1 | 2 => p[0],
             // ITU-R BT.601 luma, as most tools convert RGB to gray.
-            _ => ((299 * u32::from(p[0]) + 587 * u32::from(p[1]) + 114 * u32::from(p[2]) + 500) / 1000) as u8,
+            _ => {
+                ((299 * u32::from(p[0]) + 587 * u32::from(p[1]) + 114 * u32::from(p[2]) + 500)
+                    / 1000) as u8
+            }
         })
         .collect();
     Ok((w, h, gray))
@@ -155,7 +184,10 @@ mod tests {
     fn pgm_binary_and_ascii_read_the_same_pixels() {
         let body: Vec<u8> = (0..784).map(|i| (i % 256) as u8).collect();
         assert_eq!(read(&pgm_p5(28, 28, &body), false).unwrap(), body);
-        let ascii = format!("P2 28 28 255 {}", body.iter().map(u8::to_string).collect::<Vec<_>>().join(" "));
+        let ascii = format!(
+            "P2 28 28 255 {}",
+            body.iter().map(u8::to_string).collect::<Vec<_>>().join(" ")
+        );
         assert_eq!(read(ascii.as_bytes(), false).unwrap(), body);
         let inverted = read(&pgm_p5(28, 28, &body), true).unwrap();
         assert_eq!(inverted[1], 254);
@@ -164,21 +196,39 @@ mod tests {
     #[test]
     fn png_gray_rgb_and_opaque_alpha_are_converted() {
         let gray: Vec<u8> = (0..784).map(|i| (i % 200) as u8).collect();
-        assert_eq!(read(&png_bytes(28, 28, png::ColorType::Grayscale, &gray), false).unwrap(), gray);
+        assert_eq!(
+            read(&png_bytes(28, 28, png::ColorType::Grayscale, &gray), false).unwrap(),
+            gray
+        );
         let rgb: Vec<u8> = gray.iter().flat_map(|&g| [g, g, g]).collect();
-        assert_eq!(read(&png_bytes(28, 28, png::ColorType::Rgb, &rgb), false).unwrap(), gray);
+        assert_eq!(
+            read(&png_bytes(28, 28, png::ColorType::Rgb, &rgb), false).unwrap(),
+            gray
+        );
         let rgba: Vec<u8> = gray.iter().flat_map(|&g| [g, g, g, 255]).collect();
-        assert_eq!(read(&png_bytes(28, 28, png::ColorType::Rgba, &rgba), false).unwrap(), gray);
+        assert_eq!(
+            read(&png_bytes(28, 28, png::ColorType::Rgba, &rgba), false).unwrap(),
+            gray
+        );
     }
 
     #[test]
     fn unsafe_conversions_are_refused_with_a_reason() {
         let rgba: Vec<u8> = (0..784).flat_map(|i| [9, 9, 9, (i % 256) as u8]).collect();
-        let e = read(&png_bytes(28, 28, png::ColorType::Rgba, &rgba), false).unwrap_err().to_string();
+        let e = read(&png_bytes(28, 28, png::ColorType::Rgba, &rgba), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("transparency"), "{e}");
-        let e = read(&png_bytes(32, 30, png::ColorType::Grayscale, &[0; 960]), false).unwrap_err().to_string();
+        let e = read(
+            &png_bytes(32, 30, png::ColorType::Grayscale, &[0; 960]),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("image is 32×30, expected 28×28"), "{e}");
-        let e = read(&pgm_p5(28, 28, &[0; 100]), false).unwrap_err().to_string();
+        let e = read(&pgm_p5(28, 28, &[0; 100]), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("truncated"), "{e}");
         let e = read(b"GIF89a....", false).unwrap_err().to_string();
         assert!(e.contains("not a PGM (P2/P5) or PNG"), "{e}");

@@ -275,14 +275,18 @@ impl Mlp {
     /// Number of examples of `ds` the network classifies correctly.
     pub fn evaluate(&self, ds: &Dataset) -> Result<usize> {
         let mut correct = 0;
-        self.each_batch(ds, |logits, labels, c| correct += count_correct(logits, labels, c))?;
+        self.each_batch(ds, |logits, labels, c| {
+            correct += count_correct(logits, labels, c)
+        })?;
         Ok(correct)
     }
 
     /// The class the network picks for every example of `ds`, in order.
     pub fn classify(&self, ds: &Dataset) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(ds.len());
-        self.each_batch(ds, |logits, _, c| out.extend(logits.chunks_exact(c).map(|row| argmax(row) as u8)))?;
+        self.each_batch(ds, |logits, _, c| {
+            out.extend(logits.chunks_exact(c).map(|row| argmax(row) as u8))
+        })?;
         Ok(out)
     }
 

@@ -41,12 +41,20 @@ pub struct Extra {
 impl Extra {
     /// A 1-D f32 tensor.
     pub fn f32s(values: &[f32]) -> Self {
-        Extra { dtype: Dtype::F32, shape: vec![values.len()], bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+        Extra {
+            dtype: Dtype::F32,
+            shape: vec![values.len()],
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
     }
 
     /// A 1-D u32 tensor.
     pub fn u32s(values: &[u32]) -> Self {
-        Extra { dtype: Dtype::U32, shape: vec![values.len()], bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+        Extra {
+            dtype: Dtype::U32,
+            shape: vec![values.len()],
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
     }
 }
 
@@ -71,7 +79,12 @@ fn le_bytes(values: &[f32]) -> Vec<u8> {
 }
 
 /// Serializes `model` with `metadata` (the architecture keys are added here) and `extras`.
-pub fn encode(model: &Mlp, kind: &str, facts: &[(&str, String)], extras: &BTreeMap<String, Extra>) -> Result<Vec<u8>> {
+pub fn encode(
+    model: &Mlp,
+    kind: &str,
+    facts: &[(&str, String)],
+    extras: &BTreeMap<String, Extra>,
+) -> Result<Vec<u8>> {
     if let Some(i) = model.params().iter().position(|v| !v.is_finite()) {
         return Err(Error::config(format!(
             "refusing to save a model that is not finite: parameter {i} is {}",
@@ -80,7 +93,10 @@ pub fn encode(model: &Mlp, kind: &str, facts: &[(&str, String)], extras: &BTreeM
     }
     let layout = model.layout();
     let sizes = layout.sizes();
-    let mut meta: HashMap<String, String> = facts.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let mut meta: HashMap<String, String> = facts
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     meta.insert("format".into(), FORMAT.into());
     meta.insert("kind".into(), kind.into());
     meta.insert("arch".into(), model.arch().name().into());
@@ -126,7 +142,10 @@ pub fn load(path: &Path, extras: &[&str]) -> Result<Loaded> {
         return Err(Error::model(path, "is a directory, not a model file"));
     }
     if len > MAX_FILE_BYTES {
-        return Err(Error::model(path, format!("{len} bytes is larger than any mnist-mlp model ({MAX_FILE_BYTES} at most)")));
+        return Err(Error::model(
+            path,
+            format!("{len} bytes is larger than any mnist-mlp model ({MAX_FILE_BYTES} at most)"),
+        ));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     decode(path, &bytes, extras)
@@ -140,20 +159,36 @@ pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
         .map_err(|e| Error::model(path, format!("not a safetensors model file ({e:?})")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     let get = |key: &str| {
-        metadata.get(key).map(String::as_str).ok_or_else(|| Error::model(path, format!("metadata key '{key}' is missing")))
+        metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::model(path, format!("metadata key '{key}' is missing")))
     };
     let format = get("format")?;
     if format != FORMAT {
-        return Err(Error::model(path, format!("format is '{format}', expected '{FORMAT}'")));
+        return Err(Error::model(
+            path,
+            format!("format is '{format}', expected '{FORMAT}'"),
+        ));
     }
     let arch = match get("arch")? {
         "seed" => Arch::Seed,
         "relu" => Arch::Relu,
-        other => return Err(Error::model(path, format!("unknown arch '{other}' (expected seed or relu)"))),
+        other => {
+            return Err(Error::model(
+                path,
+                format!("unknown arch '{other}' (expected seed or relu)"),
+            ))
+        }
     };
     let number = |key: &str| -> Result<usize> {
         let v = get(key)?;
-        v.trim().parse().map_err(|_| Error::model(path, format!("metadata '{key}' = '{v}' is not a whole number")))
+        v.trim().parse().map_err(|_| {
+            Error::model(
+                path,
+                format!("metadata '{key}' = '{v}' is not a whole number"),
+            )
+        })
     };
     let hidden_s = get("hidden")?;
     let hidden = if hidden_s.trim().is_empty() {
@@ -163,7 +198,12 @@ pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
             .split(',')
             .map(|w| w.trim().parse::<usize>())
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|_| Error::model(path, format!("metadata 'hidden' = '{hidden_s}' is not a list of widths")))?
+            .map_err(|_| {
+                Error::model(
+                    path,
+                    format!("metadata 'hidden' = '{hidden_s}' is not a list of widths"),
+                )
+            })?
     };
     let mut sizes = vec![number("input")?];
     sizes.extend(hidden);
@@ -178,9 +218,16 @@ pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
         for (name, shape) in [(&wn, vec![o, i]), (&bn, vec![o])] {
             let t = tensor(path, &st, name, Dtype::F32, &shape)?;
             let start = params.len();
-            params.extend(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            params.extend(
+                t.data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
             if let Some(k) = params[start..].iter().position(|v| !v.is_finite()) {
-                return Err(Error::model(path, format!("tensor {name} holds a non-finite value at index {k}")));
+                return Err(Error::model(
+                    path,
+                    format!("tensor {name} holds a non-finite value at index {k}"),
+                ));
             }
             expected.push(name.clone());
         }
@@ -193,55 +240,110 @@ pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
             continue;
         }
         if !extras.contains(&name.as_str()) {
-            return Err(Error::model(path, format!("unexpected tensor '{name}' (not part of a {} network)", join(&sizes))));
+            return Err(Error::model(
+                path,
+                format!(
+                    "unexpected tensor '{name}' (not part of a {} network)",
+                    join(&sizes)
+                ),
+            ));
         }
-        let t = st.tensor(name).map_err(|e| Error::model(path, format!("tensor {name}: {e:?}")))?;
-        kept.insert(name.clone(), Extra { dtype: t.dtype(), shape: t.shape().to_vec(), bytes: t.data().to_vec() });
+        let t = st
+            .tensor(name)
+            .map_err(|e| Error::model(path, format!("tensor {name}: {e:?}")))?;
+        kept.insert(
+            name.clone(),
+            Extra {
+                dtype: t.dtype(),
+                shape: t.shape().to_vec(),
+                bytes: t.data().to_vec(),
+            },
+        );
     }
     let model = Mlp::from_params(arch, layout, params)?;
-    Ok(Loaded { model, metadata, extras: kept })
+    Ok(Loaded {
+        model,
+        metadata,
+        extras: kept,
+    })
 }
 
-fn tensor<'a>(path: &Path, st: &SafeTensors<'a>, name: &str, dtype: Dtype, shape: &[usize]) -> Result<TensorView<'a>> {
-    let t = st.tensor(name).map_err(|_| Error::model(path, format!("tensor {name} is missing")))?;
+fn tensor<'a>(
+    path: &Path,
+    st: &SafeTensors<'a>,
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+) -> Result<TensorView<'a>> {
+    let t = st
+        .tensor(name)
+        .map_err(|_| Error::model(path, format!("tensor {name} is missing")))?;
     if t.dtype() != dtype {
-        return Err(Error::model(path, format!("tensor {name} is {:?}, expected {dtype:?}", t.dtype())));
+        return Err(Error::model(
+            path,
+            format!("tensor {name} is {:?}, expected {dtype:?}", t.dtype()),
+        ));
     }
     if t.shape() != shape {
-        return Err(Error::model(path, format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape())));
+        return Err(Error::model(
+            path,
+            format!(
+                "tensor {name} has shape {:?}, expected {shape:?}",
+                t.shape()
+            ),
+        ));
     }
     Ok(t)
 }
 
 /// `[512, 256, 128]` → `"512,256,128"`.
 pub fn join(sizes: &[usize]) -> String {
-    sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+    sizes
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Loaded {
     /// Metadata value of `key`, or an error naming the file and key.
     pub fn meta(&self, path: &Path, key: &str) -> Result<&str> {
-        self.metadata.get(key).map(String::as_str).ok_or_else(|| Error::model(path, format!("metadata key '{key}' is missing")))
+        self.metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::model(path, format!("metadata key '{key}' is missing")))
     }
 
     /// Extra tensor `name` as `len` f32 values.
     pub fn f32s(&self, path: &Path, name: &str, len: usize) -> Result<Vec<f32>> {
         let t = self.extra(path, name, Dtype::F32, len)?;
-        Ok(t.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(t.bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     /// Extra tensor `name` as `len` u32 values.
     pub fn u32s(&self, path: &Path, name: &str, len: usize) -> Result<Vec<u32>> {
         let t = self.extra(path, name, Dtype::U32, len)?;
-        Ok(t.bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(t.bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     fn extra(&self, path: &Path, name: &str, dtype: Dtype, len: usize) -> Result<&Extra> {
-        let t = self.extras.get(name).ok_or_else(|| Error::model(path, format!("tensor {name} is missing")))?;
+        let t = self
+            .extras
+            .get(name)
+            .ok_or_else(|| Error::model(path, format!("tensor {name} is missing")))?;
         if t.dtype != dtype || t.shape != [len] {
             return Err(Error::model(
                 path,
-                format!("tensor {name} is {:?} {:?}, expected {dtype:?} [{len}]", t.dtype, t.shape),
+                format!(
+                    "tensor {name} is {:?} {:?}, expected {dtype:?} [{len}]",
+                    t.dtype, t.shape
+                ),
             ));
         }
         Ok(t)
@@ -267,24 +369,40 @@ mod tests {
         assert_eq!(back.model.params(), m.params());
         assert_eq!(back.model.arch(), Arch::Relu);
         assert_eq!(back.model.layout(), m.layout());
-        for (k, v) in [("format", "mnist-mlp/1"), ("arch", "relu"), ("hidden", "5"), ("input", "6"), ("classes", "3"), ("seed", "4")] {
+        for (k, v) in [
+            ("format", "mnist-mlp/1"),
+            ("arch", "relu"),
+            ("hidden", "5"),
+            ("input", "6"),
+            ("classes", "3"),
+            ("seed", "4"),
+        ] {
             assert_eq!(back.metadata.get(k).map(String::as_str), Some(v), "{k}");
         }
     }
 
-    fn broken(mutate: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>)) -> String {
+    fn broken(
+        mutate: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>),
+    ) -> String {
         let m = small();
         let bytes = encode(&m, "model", &[], &BTreeMap::new()).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let (_, h) = SafeTensors::read_metadata(&bytes).unwrap();
         let mut meta = h.metadata().clone().unwrap();
-        let mut ts: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
-            st.tensors().into_iter().map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec())).collect();
+        let mut ts: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
+            .collect();
         mutate(&mut ts, &mut meta);
-        let views: Vec<(String, TensorView)> =
-            ts.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+        let views: Vec<(String, TensorView)> = ts
+            .iter()
+            .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
         let bytes = safetensors::tensor::serialize(views, &Some(meta)).unwrap();
-        decode(Path::new("m.safetensors"), &bytes, &[]).unwrap_err().to_string()
+        decode(Path::new("m.safetensors"), &bytes, &[])
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -297,7 +415,10 @@ mod tests {
             let t = ts.iter_mut().find(|t| t.0 == "fc1.weight").unwrap();
             t.2 = vec![6, 5];
         });
-        assert!(e.contains("fc1.weight has shape [6, 5], expected [5, 6]"), "{e}");
+        assert!(
+            e.contains("fc1.weight has shape [6, 5], expected [5, 6]"),
+            "{e}"
+        );
         let e = broken(|ts, _| ts.push(("fc3.weight".into(), Dtype::F32, vec![1], vec![0; 4])));
         assert!(e.contains("unexpected tensor 'fc3.weight'"), "{e}");
         let e = broken(|_, m| {
@@ -311,13 +432,21 @@ mod tests {
         let e = broken(|_, m| {
             m.insert("hidden".into(), "7".into());
         });
-        assert!(e.contains("fc1.weight has shape [5, 6], expected [7, 6]"), "{e}");
+        assert!(
+            e.contains("fc1.weight has shape [5, 6], expected [7, 6]"),
+            "{e}"
+        );
         let e = broken(|ts, _| {
             let t = ts.iter_mut().find(|t| t.0 == "fc1.bias").unwrap();
             t.3[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
         });
-        assert!(e.contains("fc1.bias holds a non-finite value at index 0"), "{e}");
-        let e = decode(Path::new("x"), b"not a model", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("fc1.bias holds a non-finite value at index 0"),
+            "{e}"
+        );
+        let e = decode(Path::new("x"), b"not a model", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a safetensors model file"), "{e}");
     }
 

@@ -45,13 +45,20 @@ impl SystemInfo {
 
 impl fmt::Display for SystemInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let flags = if self.rustflags.trim().is_empty() { "(none)" } else { self.rustflags.trim() };
+        let flags = if self.rustflags.trim().is_empty() {
+            "(none)"
+        } else {
+            self.rustflags.trim()
+        };
         writeln!(f, "mnist-mlp {}", env!("CARGO_PKG_VERSION"))?;
         writeln!(f, "build target:  {}", self.target)?;
         writeln!(f, "build flags:   {flags}")?;
         writeln!(f, "cpu:           {}", self.cpu)?;
-        let feats: Vec<String> =
-            self.features.iter().map(|(n, on)| format!("{n} {}", if *on { "yes" } else { "no" })).collect();
+        let feats: Vec<String> = self
+            .features
+            .iter()
+            .map(|(n, on)| format!("{n} {}", if *on { "yes" } else { "no" }))
+            .collect();
         writeln!(f, "cpu features:  {}", feats.join(", "))?;
         writeln!(f, "cores:         {}", self.cores)?;
         writeln!(f, "gemm kernel:   {}", self.gemm_kernel)?;
@@ -88,13 +95,20 @@ fn cpu_model(cpuinfo: &str) -> String {
     if parts.is_empty() {
         return "unknown".into();
     }
-    parts.iter().map(|(n, c)| format!("{c}× {n}")).collect::<Vec<_>>().join(" + ")
+    parts
+        .iter()
+        .map(|(n, c)| format!("{c}× {n}"))
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 #[cfg(target_arch = "x86_64")]
 fn simd() -> (Vec<(&'static str, bool)>, &'static str) {
-    let (avx, avx2, fma) =
-        (is_x86_feature_detected!("avx"), is_x86_feature_detected!("avx2"), is_x86_feature_detected!("fma"));
+    let (avx, avx2, fma) = (
+        is_x86_feature_detected!("avx"),
+        is_x86_feature_detected!("avx2"),
+        is_x86_feature_detected!("fma"),
+    );
     let kernel = if fma && avx2 {
         "FMA+AVX2, 8×8 f32"
     } else if avx {
@@ -102,14 +116,26 @@ fn simd() -> (Vec<(&'static str, bool)>, &'static str) {
     } else {
         "portable fallback (no AVX)"
     };
-    (vec![("avx", avx), ("avx2", avx2), ("fma", fma), ("avx512f", is_x86_feature_detected!("avx512f"))], kernel)
+    (
+        vec![
+            ("avx", avx),
+            ("avx2", avx2),
+            ("fma", fma),
+            ("avx512f", is_x86_feature_detected!("avx512f")),
+        ],
+        kernel,
+    )
 }
 
 #[cfg(target_arch = "aarch64")]
 fn simd() -> (Vec<(&'static str, bool)>, &'static str) {
     use std::arch::is_aarch64_feature_detected;
     let neon = is_aarch64_feature_detected!("neon");
-    let kernel = if neon { "NEON (ASIMD), 8×8 f32" } else { "portable fallback (no NEON)" };
+    let kernel = if neon {
+        "NEON (ASIMD), 8×8 f32"
+    } else {
+        "portable fallback (no NEON)"
+    };
     (
         vec![
             ("neon/asimd", neon),
@@ -141,7 +167,10 @@ mod tests {
         assert_eq!(cpu_model(a53), "2× Cortex-A53");
         let qm = format!("{a53}CPU part\t: 0xd08\n");
         assert_eq!(cpu_model(&qm), "2× Cortex-A53 + 1× Cortex-A72");
-        assert_eq!(cpu_model("model name\t: Intel(R) Xeon(R)\n"), "Intel(R) Xeon(R)");
+        assert_eq!(
+            cpu_model("model name\t: Intel(R) Xeon(R)\n"),
+            "Intel(R) Xeon(R)"
+        );
         assert_eq!(cpu_model(""), "unknown");
     }
 
@@ -149,7 +178,11 @@ mod tests {
     fn detect_reports_this_machine() {
         let info = SystemInfo::detect();
         assert!(info.cores >= 1 && info.page_size >= 4096 && info.page_size.is_power_of_two());
-        assert!(info.target.contains(std::env::consts::ARCH), "{}", info.target);
+        assert!(
+            info.target.contains(std::env::consts::ARCH),
+            "{}",
+            info.target
+        );
         assert!(info.to_string().contains("gemm kernel:"));
     }
 }

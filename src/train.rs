@@ -40,6 +40,37 @@ pub enum Length {
     Epochs(usize),
 }
 
+/// How the learning rate changes over a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// The same rate throughout (the tutorial).
+    Constant,
+    /// Cosine annealing from the base rate to zero at the last iteration: large steps while far
+    /// from a minimum, small ones to settle into it.
+    Cosine,
+}
+
+impl Schedule {
+    /// Name used on the command line and in checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Constant => "constant",
+            Schedule::Cosine => "cosine",
+        }
+    }
+
+    /// The rate for iteration `i` (0-based) of `total`, from base rate `lr`.
+    pub fn rate(self, lr: f32, i: usize, total: usize) -> f32 {
+        match self {
+            Schedule::Constant => lr,
+            Schedule::Cosine => {
+                let t = i as f64 / total.max(1) as f64;
+                (f64::from(lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+            }
+        }
+    }
+}
+
 /// Everything that defines a training run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
@@ -59,6 +90,8 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Draw batches in a shuffled order (TensorFlow's default) rather than file order.
     pub shuffle: bool,
+    /// Learning-rate schedule over the run.
+    pub schedule: Schedule,
 }
 
 impl Default for TrainConfig {
@@ -73,6 +106,7 @@ impl Default for TrainConfig {
             seed: 0,
             log_every: 100,
             shuffle: true,
+            schedule: Schedule::Constant,
         }
     }
 }
@@ -113,6 +147,8 @@ impl TrainConfig {
 /// The state of a run: model, optimizer, buffers and batch order.
 pub struct Trainer {
     cfg: TrainConfig,
+    /// Iterations of the whole run, for the learning-rate schedule.
+    total: usize,
     model: Mlp,
     adam: Adam,
     grads: Vec<f32>,
@@ -146,9 +182,17 @@ impl Trainer {
         cfg.validate(train.len())?;
         train.expect_pixels(model.layout().input())?;
         if model.layout().classes() != CLASSES {
-            return Err(Error::config(format!("the network has {} outputs; MNIST has {CLASSES} classes", model.layout().classes())));
+            return Err(Error::config(format!(
+                "the network has {} outputs; MNIST has {CLASSES} classes",
+                model.layout().classes()
+            )));
         }
-        let batcher = Batcher::new(train.len(), cfg.batch, cfg.shuffle, Rng::new(cfg.seed.wrapping_add(DATA_STREAM)))?;
+        let batcher = Batcher::new(
+            train.len(),
+            cfg.batch,
+            cfg.shuffle,
+            Rng::new(cfg.seed.wrapping_add(DATA_STREAM)),
+        )?;
         let n = model.layout().total();
         Ok(Trainer {
             adam: Adam::new(n, cfg.learning_rate()),
@@ -157,6 +201,7 @@ impl Trainer {
             model,
             batcher,
             iteration: 0,
+            total: cfg.iterations(train.len()),
             cfg,
         })
     }
@@ -166,11 +211,19 @@ impl Trainer {
     pub fn resume(path: &Path, length: Length, log_every: usize, train: &Dataset) -> Result<Self> {
         let f = model_file::load(path, &ckpt::EXTRAS)?;
         if f.meta(path, "kind")? != "checkpoint" {
-            return Err(Error::model(path, "is a model, not a checkpoint: use --init to start from its weights"));
+            return Err(Error::model(
+                path,
+                "is a model, not a checkpoint: use --init to start from its weights",
+            ));
         }
         let num = |key: &str| -> Result<u64> {
             let v = f.meta(path, key)?;
-            v.parse().map_err(|_| Error::model(path, format!("metadata '{key}' = '{v}' is not a whole number")))
+            v.parse().map_err(|_| {
+                Error::model(
+                    path,
+                    format!("metadata '{key}' = '{v}' is not a whole number"),
+                )
+            })
         };
         let count = num("train_count")? as usize;
         if count != train.len() {
@@ -179,7 +232,10 @@ impl Trainer {
                 format!("was made on a training set of {count} images, this one has {}; resume on the same data", train.len()),
             ));
         }
-        let lr: f32 = f.meta(path, "lr")?.parse().map_err(|_| Error::model(path, "metadata 'lr' is not a number"))?;
+        let lr: f32 = f
+            .meta(path, "lr")?
+            .parse()
+            .map_err(|_| Error::model(path, "metadata 'lr' is not a number"))?;
         let cfg = TrainConfig {
             arch: f.model.arch(),
             hidden: Vec::new(), // from the model, in with_model
@@ -189,9 +245,15 @@ impl Trainer {
             seed: num("seed")?,
             log_every,
             shuffle: f.meta(path, "shuffle")? == "true",
+            schedule: match f.meta(path, "lr_schedule")? {
+                "constant" => Schedule::Constant,
+                "cosine" => Schedule::Cosine,
+                other => return Err(Error::model(path, format!("unknown lr_schedule '{other}'"))),
+            },
         };
         let n = f.model.layout().total();
-        let rng = parse_rng(f.meta(path, "rng")?).ok_or_else(|| Error::model(path, "metadata 'rng' is not a generator state"))?;
+        let rng = parse_rng(f.meta(path, "rng")?)
+            .ok_or_else(|| Error::model(path, "metadata 'rng' is not a generator state"))?;
         let state = BatcherState {
             order: f.u32s(path, ckpt::ORDER, train.len())?,
             pos: num("data_pos")? as usize,
@@ -199,10 +261,14 @@ impl Trainer {
             rng,
             shuffle: cfg.shuffle,
         };
-        let (m, v) = (f.f32s(path, ckpt::ADAM_M, n)?, f.f32s(path, ckpt::ADAM_V, n)?);
+        let (m, v) = (
+            f.f32s(path, ckpt::ADAM_M, n)?,
+            f.f32s(path, ckpt::ADAM_V, n)?,
+        );
         let (adam_t, iteration) = (num("adam_t")?, num("iteration")? as usize);
         let mut t = Self::with_model(&cfg, train, f.model)?;
-        t.batcher = Batcher::restore(train.len(), cfg.batch, state).map_err(|e| Error::model(path, e.to_string()))?;
+        t.batcher = Batcher::restore(train.len(), cfg.batch, state)
+            .map_err(|e| Error::model(path, e.to_string()))?;
         t.adam.m = m;
         t.adam.v = v;
         t.adam.t = adam_t;
@@ -217,20 +283,38 @@ impl Trainer {
         let facts = [
             ("iteration", self.iteration.to_string()),
             ("adam_t", self.adam.t.to_string()),
-            ("lr", self.adam.lr.to_string()),
+            ("lr", self.cfg.learning_rate().to_string()),
             ("batch", self.cfg.batch.to_string()),
             ("seed", self.cfg.seed.to_string()),
             ("shuffle", self.cfg.shuffle.to_string()),
+            ("lr_schedule", self.cfg.schedule.name().to_string()),
             ("train_count", data.order.len().to_string()),
             ("data_pos", data.pos.to_string()),
             ("data_epoch", data.epoch.to_string()),
-            ("rng", data.rng.iter().map(|w| format!("{w:016x}")).collect::<Vec<_>>().join(",")),
+            (
+                "rng",
+                data.rng
+                    .iter()
+                    .map(|w| format!("{w:016x}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ];
         let mut extras = BTreeMap::new();
         extras.insert(ckpt::ADAM_M.to_string(), Extra::f32s(&self.adam.m));
         extras.insert(ckpt::ADAM_V.to_string(), Extra::f32s(&self.adam.v));
         extras.insert(ckpt::ORDER.to_string(), Extra::u32s(&data.order));
-        write_atomic(path, &model_file::encode(&self.model, "checkpoint", &facts, &extras)?)
+        write_atomic(
+            path,
+            &model_file::encode(&self.model, "checkpoint", &facts, &extras)?,
+        )
+    }
+
+    /// The learning rate of the current iteration.
+    pub fn learning_rate_now(&self) -> f32 {
+        self.cfg
+            .schedule
+            .rate(self.cfg.learning_rate(), self.iteration, self.total)
     }
 
     /// The settings of this run (after defaults and, when resumed, the checkpoint's).
@@ -257,9 +341,13 @@ impl Trainer {
         self.model.forward(&mut self.ws, b);
         let (loss, _) = self.model.loss(&mut self.ws, b);
         if !loss.is_finite() {
-            return Err(Error::Diverged { iteration: self.iteration, what: format!("the loss is {loss}") });
+            return Err(Error::Diverged {
+                iteration: self.iteration,
+                what: format!("the loss is {loss}"),
+            });
         }
         self.model.backward(&mut self.grads, &mut self.ws, b);
+        self.adam.lr = self.learning_rate_now();
         self.adam.step(self.model.params_mut(), &self.grads);
         self.iteration += 1;
         Ok(loss)
@@ -277,7 +365,10 @@ impl Trainer {
 }
 
 fn parse_rng(s: &str) -> Option<[u64; 4]> {
-    let words: Vec<u64> = s.split(',').map(|w| u64::from_str_radix(w, 16).ok()).collect::<Option<_>>()?;
+    let words: Vec<u64> = s
+        .split(',')
+        .map(|w| u64::from_str_radix(w, 16).ok())
+        .collect::<Option<_>>()?;
     words.try_into().ok()
 }
 
@@ -352,11 +443,12 @@ pub fn run(
     let iterations = cfg.iterations(train.len());
     let first = trainer.iteration();
     log::info!(
-        "training {} network {:?} for iterations {first}..{iterations} (batch {}, lr {}, seed {}) on {} images",
+        "training {} network {:?} for iterations {first}..{iterations} (batch {}, lr {} {}, seed {}) on {} images",
         cfg.arch.name(),
         trainer.model().layout().sizes(),
         cfg.batch,
         cfg.learning_rate(),
+        cfg.schedule.name(),
         cfg.seed,
         train.len()
     );
@@ -364,23 +456,38 @@ pub fn run(
     for i in first..iterations {
         trainer.step(train)?;
         if i % cfg.log_every == 0 {
+            let lr = cfg.schedule.rate(cfg.learning_rate(), i, iterations);
             let (loss, accuracy) = trainer.batch_metrics();
-            let line = LogLine { iteration: i, loss, accuracy };
-            observe(Event::Log(&Progress { line, elapsed: start.elapsed(), lr: cfg.learning_rate() }));
+            let line = LogLine {
+                iteration: i,
+                loss,
+                accuracy,
+            };
+            observe(Event::Log(&Progress {
+                line,
+                elapsed: start.elapsed(),
+                lr,
+            }));
         }
         let done = i + 1;
         observe(Event::Iteration(done));
         if let Some(path) = plan.checkpoint {
             if plan.checkpoint_every > 0 && done % plan.checkpoint_every == 0 && done < iterations {
                 trainer.save_checkpoint(path)?;
-                log::debug!("checkpoint at iteration {done} written to {}", path.display());
+                log::debug!(
+                    "checkpoint at iteration {done} written to {}",
+                    path.display()
+                );
             }
         }
-        if plan.stop.map_or(false, |s| s.load(Ordering::SeqCst)) && done < iterations {
+        if plan.stop.is_some_and(|s| s.load(Ordering::SeqCst)) && done < iterations {
             if let Some(path) = plan.checkpoint {
                 trainer.save_checkpoint(path)?;
             }
-            return Ok(Finished::Stopped { iteration: done, checkpoint: plan.checkpoint.map(Path::to_path_buf) });
+            return Ok(Finished::Stopped {
+                iteration: done,
+                checkpoint: plan.checkpoint.map(Path::to_path_buf),
+            });
         }
     }
     let train_time = start.elapsed();
@@ -392,25 +499,60 @@ pub fn run(
             train_time.as_secs_f64() * 1e3 / ran as f64
         );
     } else {
-        log::info!("the checkpoint is already at iteration {first} of {iterations}: nothing to train");
+        log::info!(
+            "the checkpoint is already at iteration {first} of {iterations}: nothing to train"
+        );
     }
     if let Some(path) = plan.checkpoint {
         trainer.save_checkpoint(path)?;
     }
     let correct = trainer.model().evaluate(test)?;
-    Ok(Finished::Done(Outcome { test: TestAccuracy { correct, total: test.len() }, model: trainer.model, iterations, train_time }))
+    Ok(Finished::Done(Outcome {
+        test: TestAccuracy {
+            correct,
+            total: test.len(),
+        },
+        model: trainer.model,
+        iterations,
+        train_time,
+    }))
 }
 
 /// Trains a fresh network as `cfg` says on `train`, calling `on_log` with each progress line,
 /// then evaluates on `test`.
-pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, mut on_log: impl FnMut(&LogLine)) -> Result<Outcome> {
+pub fn train(
+    cfg: &TrainConfig,
+    train: &Dataset,
+    test: &Dataset,
+    mut on_log: impl FnMut(&LogLine),
+) -> Result<Outcome> {
     let observe = |e: Event<'_>| {
         if let Event::Log(p) = e {
             on_log(&p.line);
         }
     };
-    match run(Trainer::new(cfg, train)?, train, test, Plan::default(), observe)? {
+    match run(
+        Trainer::new(cfg, train)?,
+        train,
+        test,
+        Plan::default(),
+        observe,
+    )? {
         Finished::Done(outcome) => Ok(outcome),
         Finished::Stopped { .. } => unreachable!("no stop flag was given"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_schedule_starts_at_the_base_rate_and_ends_near_zero() {
+        let s = Schedule::Cosine;
+        assert_eq!(s.rate(1e-3, 0, 100), 1e-3);
+        assert!((s.rate(1e-3, 50, 100) - 5e-4).abs() < 1e-9);
+        assert!(s.rate(1e-3, 99, 100) < 1e-6);
+        assert_eq!(Schedule::Constant.rate(1e-3, 99, 100), 1e-3);
     }
 }

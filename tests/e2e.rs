@@ -89,10 +89,21 @@ fn assert_close(got: &str, want: &str, batch: f32, test_total: f32) {
     assert_eq!(g.len(), w.len(), "got:\n{got}\nwant:\n{want}");
     for (a, b) in g.iter().zip(&w) {
         assert_eq!(a.iteration, b.iteration);
-        assert!(((a.loss - b.loss) / b.loss).abs() <= 1e-4, "loss {} vs {}:\n{got}", a.loss, b.loss);
-        assert!((a.accuracy - b.accuracy).abs() <= 1.0 / batch + 1e-6, "accuracy:\n{got}");
+        assert!(
+            ((a.loss - b.loss) / b.loss).abs() <= 1e-4,
+            "loss {} vs {}:\n{got}",
+            a.loss,
+            b.loss
+        );
+        assert!(
+            (a.accuracy - b.accuracy).abs() <= 1.0 / batch + 1e-6,
+            "accuracy:\n{got}"
+        );
     }
-    assert!((gacc - wacc).abs() <= 2.0 / test_total + 1e-6, "test accuracy {gacc} vs {wacc}");
+    assert!(
+        (gacc - wacc).abs() <= 2.0 / test_total + 1e-6,
+        "test accuracy {gacc} vs {wacc}"
+    );
 }
 
 #[test]
@@ -100,12 +111,30 @@ fn reduced_run_matches_the_reference() {
     let full = shared_data("mnist-10k");
     let small = subset(&full, 2000, 1000);
     let data = small.path().to_str().unwrap();
-    let args = ["train", "--data", data, "--iterations", "20", "--log-every", "4", "--batch", "64", "--seed", "7"];
+    let args = [
+        "train",
+        "--data",
+        data,
+        "--iterations",
+        "20",
+        "--log-every",
+        "4",
+        "--batch",
+        "64",
+        "--seed",
+        "7",
+    ];
     let two = train_ok(&[&args[..], &["--threads", "2"]].concat());
     let one = train_ok(&[&args[..], &["--threads", "1"]].concat());
-    assert_eq!(one, two, "--threads 1 and --threads 2 must print the same run");
+    assert_eq!(
+        one, two,
+        "--threads 1 and --threads 2 must print the same run"
+    );
     let (lines, _) = parse_output(&two);
-    assert!(lines[lines.len() - 1].loss < lines[0].loss * 0.7, "loss should fall:\n{two}");
+    assert!(
+        lines[lines.len() - 1].loss < lines[0].loss * 0.7,
+        "loss should fall:\n{two}"
+    );
     let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/seed-reduced.txt");
     if std::env::var_os("MNIST_MLP_UPDATE_REFERENCE").is_some() {
         std::fs::write(&reference, &two).unwrap();
@@ -117,7 +146,9 @@ fn reduced_run_matches_the_reference() {
 #[test]
 fn seed_reproduces_the_tutorial_and_ignores_thread_count() {
     if reduced() {
-        eprintln!("reduced: the seed run is checked at reduced size by reduced_run_matches_the_reference");
+        eprintln!(
+            "reduced: the seed run is checked at reduced size by reduced_run_matches_the_reference"
+        );
         return;
     }
     let data = shared_data("mnist-10k");
@@ -153,11 +184,25 @@ fn seed_reproduces_the_tutorial_and_ignores_thread_count() {
 /// loss must fall.
 fn reduced_training_learns(name: &str, args: &[&str]) {
     let small = subset(&shared_data(name), 2000, 1000);
-    let base = ["train", "--data", small.path().to_str().unwrap(), "--iterations", "30", "--log-every", "29"];
+    let base = [
+        "train",
+        "--data",
+        small.path().to_str().unwrap(),
+        "--iterations",
+        "30",
+        "--log-every",
+        "29",
+    ];
     let out = train_ok(&[&base[..], args].concat());
     let (lines, acc) = parse_output(&out);
-    assert!(lines[1].loss < lines[0].loss * 0.8, "loss should fall:\n{out}");
-    assert!(acc > 0.3, "far better than chance after 30 iterations:\n{out}");
+    assert!(
+        lines[1].loss < lines[0].loss * 0.8,
+        "loss should fall:\n{out}"
+    );
+    assert!(
+        acc > 0.3,
+        "far better than chance after 30 iterations:\n{out}"
+    );
 }
 
 #[test]

@@ -27,12 +27,19 @@ fn fails(args: &[&str], code: i32, needles: &[&str]) -> String {
 }
 
 fn params(path: &Path) -> Vec<f32> {
-    model_file::load(path, &["adam.m", "adam.v", "data.order"]).unwrap().model.params().to_vec()
+    model_file::load(path, &["adam.m", "adam.v", "data.order"])
+        .unwrap()
+        .model
+        .params()
+        .to_vec()
 }
 
 /// A small real data set (raw files, so they are mapped) and a scratch directory.
 fn setup() -> (tempfile::TempDir, tempfile::TempDir) {
-    (subset(&shared_data("mnist-10k"), 2000, 500), tempfile::tempdir().unwrap())
+    (
+        subset(&shared_data("mnist-10k"), 2000, 500),
+        tempfile::tempdir().unwrap(),
+    )
 }
 
 #[test]
@@ -41,15 +48,40 @@ fn saved_model_evaluates_and_predicts_like_the_run_that_made_it() {
     let d = data.path().to_str().unwrap();
     let model = tmp.path().join("m.safetensors");
     let m = model.to_str().unwrap();
-    let trained = ok(&["train", "--data", d, "--arch", "relu", "--iterations", "40", "--batch", "64", "--save", m]);
+    let trained = ok(&[
+        "train",
+        "--data",
+        d,
+        "--arch",
+        "relu",
+        "--iterations",
+        "40",
+        "--batch",
+        "64",
+        "--save",
+        m,
+    ]);
     let final_line = trained.lines().last().unwrap();
     let eval = ok(&["eval", "--model", m, "--data", d]);
-    assert_eq!(eval.lines().next().unwrap(), final_line, "eval agrees with train");
+    assert_eq!(
+        eval.lines().next().unwrap(),
+        final_line,
+        "eval agrees with train"
+    );
     assert!(eval.contains("Per-class accuracy:") && eval.contains("Confusion matrix"));
     // The confusion matrix rows sum to the test set size.
-    let matrix = eval.lines().skip_while(|l| !l.starts_with("Confusion matrix")).skip(2);
+    let matrix = eval
+        .lines()
+        .skip_while(|l| !l.starts_with("Confusion matrix"))
+        .skip(2);
     let total: usize = matrix
-        .flat_map(|l| l.split(':').nth(1).unwrap().split_whitespace().map(|n| n.parse::<usize>().unwrap()))
+        .flat_map(|l| {
+            l.split(':')
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .map(|n| n.parse::<usize>().unwrap())
+        })
         .sum();
     assert_eq!(total, 500, "{eval}");
 
@@ -62,8 +94,13 @@ fn saved_model_evaluates_and_predicts_like_the_run_that_made_it() {
     let lines: Vec<&str> = pred.lines().collect();
     assert_eq!(lines.len(), 3);
     assert!(lines[0].starts_with("test[0]\t"), "{pred}");
-    let json = ok(&["predict", "--model", m, "--data", d, "--index", "3", "--json"]);
-    assert!(json.starts_with("{\"index\":3,\"digit\":") && json.contains("\"logits\":["), "{json}");
+    let json = ok(&[
+        "predict", "--model", m, "--data", d, "--index", "3", "--json",
+    ]);
+    assert!(
+        json.starts_with("{\"index\":3,\"digit\":") && json.contains("\"logits\":["),
+        "{json}"
+    );
 
     // The same image as a PGM file gives the same answer as by index.
     let img = {
@@ -75,7 +112,12 @@ fn saved_model_evaluates_and_predicts_like_the_run_that_made_it() {
     bytes.extend_from_slice(&img);
     std::fs::write(&pgm, bytes).unwrap();
     let by_file = ok(&["predict", "--model", m, pgm.to_str().unwrap()]);
-    assert_eq!(by_file.split('\t').nth(1), lines[0].split('\t').nth(1), "{by_file} vs {}", lines[0]);
+    assert_eq!(
+        by_file.split('\t').nth(1),
+        lines[0].split('\t').nth(1),
+        "{by_file} vs {}",
+        lines[0]
+    );
 }
 
 #[test]
@@ -83,21 +125,73 @@ fn resume_continues_bit_for_bit() {
     let (data, tmp) = setup();
     let d = data.path().to_str().unwrap();
     let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
-    let common = ["train", "--data", d, "--batch", "64", "--log-every", "10", "--arch", "relu", "--seed", "3"];
+    let common = [
+        "train",
+        "--data",
+        d,
+        "--batch",
+        "64",
+        "--log-every",
+        "10",
+        "--arch",
+        "relu",
+        "--seed",
+        "3",
+    ];
     let whole = ok(&[&common[..], &["--iterations", "60", "--save", &p("whole")]].concat());
-    let first = ok(&[&common[..], &["--iterations", "30", "--checkpoint", &p("ckpt"), "--checkpoint-every", "7"]].concat());
-    let resume = ["train", "--data", d, "--log-every", "10", "--iterations", "60", "--resume", &p("ckpt"), "--save", &p("resumed")];
+    let first = ok(&[
+        &common[..],
+        &[
+            "--iterations",
+            "30",
+            "--checkpoint",
+            &p("ckpt"),
+            "--checkpoint-every",
+            "7",
+        ],
+    ]
+    .concat());
+    let resume = [
+        "train",
+        "--data",
+        d,
+        "--log-every",
+        "10",
+        "--iterations",
+        "60",
+        "--resume",
+        &p("ckpt"),
+        "--save",
+        &p("resumed"),
+    ];
     let second = ok(&resume);
-    let progress = |s: &str| s.lines().filter(|l| l.starts_with("Iteration")).map(String::from).collect::<Vec<_>>();
+    let progress = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("Iteration"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
     let mut joined = progress(&first);
     joined.extend(progress(&second));
     assert_eq!(joined, progress(&whole));
     assert_eq!(second.lines().last(), whole.lines().last());
-    assert_eq!(params(Path::new(&p("whole"))), params(Path::new(&p("resumed"))), "weights differ");
+    assert_eq!(
+        params(Path::new(&p("whole"))),
+        params(Path::new(&p("resumed"))),
+        "weights differ"
+    );
     // A resumed run takes its settings from the checkpoint: conflicting ones are usage errors.
-    fails(&[&resume[..], &["--arch", "seed"]].concat(), 2, &["--resume", "--arch"]);
+    fails(
+        &[&resume[..], &["--arch", "seed"]].concat(),
+        2,
+        &["--resume", "--arch"],
+    );
     // A model is not a checkpoint.
-    fails(&["train", "--data", d, "--resume", &p("whole")], 1, &["is a model, not a checkpoint", "--init"]);
+    fails(
+        &["train", "--data", d, "--resume", &p("whole")],
+        1,
+        &["is a model, not a checkpoint", "--init"],
+    );
 }
 
 #[test]
@@ -105,12 +199,57 @@ fn init_fine_tunes_and_refuses_a_conflicting_architecture() {
     let (data, tmp) = setup();
     let d = data.path().to_str().unwrap();
     let m = tmp.path().join("m").to_str().unwrap().to_string();
-    ok(&["train", "--data", d, "--arch", "relu", "--hidden", "64,32", "--iterations", "20", "--save", &m]);
-    let tuned = ok(&["train", "--data", d, "--init", &m, "--iterations", "5", "--log-every", "1"]);
-    assert_eq!(tuned.lines().filter(|l| l.starts_with("Iteration")).count(), 5);
-    fails(&["train", "--data", d, "--init", &m, "--arch", "seed"], 1, &["--arch seed conflicts with", "a relu network"]);
-    fails(&["train", "--data", d, "--init", &m, "--hidden", "64"], 1, &["--hidden 64 conflicts", "hidden 64,32"]);
-    ok(&["train", "--data", d, "--init", &m, "--arch", "relu", "--hidden", "64,32", "--iterations", "1"]);
+    ok(&[
+        "train",
+        "--data",
+        d,
+        "--arch",
+        "relu",
+        "--hidden",
+        "64,32",
+        "--iterations",
+        "20",
+        "--save",
+        &m,
+    ]);
+    let tuned = ok(&[
+        "train",
+        "--data",
+        d,
+        "--init",
+        &m,
+        "--iterations",
+        "5",
+        "--log-every",
+        "1",
+    ]);
+    assert_eq!(
+        tuned.lines().filter(|l| l.starts_with("Iteration")).count(),
+        5
+    );
+    fails(
+        &["train", "--data", d, "--init", &m, "--arch", "seed"],
+        1,
+        &["--arch seed conflicts with", "a relu network"],
+    );
+    fails(
+        &["train", "--data", d, "--init", &m, "--hidden", "64"],
+        1,
+        &["--hidden 64 conflicts", "hidden 64,32"],
+    );
+    ok(&[
+        "train",
+        "--data",
+        d,
+        "--init",
+        &m,
+        "--arch",
+        "relu",
+        "--hidden",
+        "64,32",
+        "--iterations",
+        "1",
+    ]);
 }
 
 #[test]
@@ -118,18 +257,69 @@ fn bad_model_files_are_named_errors() {
     let (data, tmp) = setup();
     let d = data.path().to_str().unwrap();
     let missing = tmp.path().join("none.safetensors");
-    fails(&["eval", "--model", missing.to_str().unwrap(), "--data", d], 1, &["none.safetensors", "no such file"]);
+    fails(
+        &["eval", "--model", missing.to_str().unwrap(), "--data", d],
+        1,
+        &["none.safetensors", "no such file"],
+    );
     let idx = data.path().join("t10k-labels-idx1-ubyte");
-    fails(&["eval", "--model", idx.to_str().unwrap(), "--data", d], 1, &["t10k-labels-idx1-ubyte", "not a safetensors model file"]);
-    fails(&["eval", "--model", tmp.path().to_str().unwrap(), "--data", d], 1, &["is a directory"]);
+    fails(
+        &["eval", "--model", idx.to_str().unwrap(), "--data", d],
+        1,
+        &["t10k-labels-idx1-ubyte", "not a safetensors model file"],
+    );
+    fails(
+        &["eval", "--model", tmp.path().to_str().unwrap(), "--data", d],
+        1,
+        &["is a directory"],
+    );
     let m = tmp.path().join("m");
-    ok(&["train", "--data", d, "--iterations", "1", "--save", m.to_str().unwrap()]);
+    ok(&[
+        "train",
+        "--data",
+        d,
+        "--iterations",
+        "1",
+        "--save",
+        m.to_str().unwrap(),
+    ]);
     // A model given as the data directory.
-    fails(&["eval", "--model", m.to_str().unwrap(), "--data", m.to_str().unwrap()], 1, &["missing data file"]);
-    fails(&["predict", "--model", m.to_str().unwrap(), "--data", d, "--index", "500"], 1, &["--index 500 is out of range", "500 images"]);
+    fails(
+        &[
+            "eval",
+            "--model",
+            m.to_str().unwrap(),
+            "--data",
+            m.to_str().unwrap(),
+        ],
+        1,
+        &["missing data file"],
+    );
+    fails(
+        &[
+            "predict",
+            "--model",
+            m.to_str().unwrap(),
+            "--data",
+            d,
+            "--index",
+            "500",
+        ],
+        1,
+        &["--index 500 is out of range", "500 images"],
+    );
     let png = tmp.path().join("x.png");
     std::fs::write(&png, b"\x89PNG\r\n\x1a\nbroken").unwrap();
-    fails(&["predict", "--model", m.to_str().unwrap(), png.to_str().unwrap()], 1, &["x.png", "not a readable PNG"]);
+    fails(
+        &[
+            "predict",
+            "--model",
+            m.to_str().unwrap(),
+            png.to_str().unwrap(),
+        ],
+        1,
+        &["x.png", "not a readable PNG"],
+    );
     fails(&["predict", "--model", m.to_str().unwrap()], 2, &["IMAGE"]);
 }
 
@@ -142,12 +332,28 @@ fn divergence_stops_with_a_hint_and_keeps_the_last_checkpoint() {
     ok(&["train", "--data", d, "--iterations", "2", "--checkpoint", c]);
     let before = std::fs::read(&ck).unwrap();
     let err = fails(
-        &["train", "--data", d, "--iterations", "200", "--lr", "1e30", "--checkpoint", c, "--checkpoint-every", "1000"],
+        &[
+            "train",
+            "--data",
+            d,
+            "--iterations",
+            "200",
+            "--lr",
+            "1e30",
+            "--checkpoint",
+            c,
+            "--checkpoint-every",
+            "1000",
+        ],
         1,
         &["training diverged at iteration", "lower the learning rate"],
     );
     assert!(!err.contains("Accuracy"), "{err}");
-    assert_eq!(std::fs::read(&ck).unwrap(), before, "the last good checkpoint stays");
+    assert_eq!(
+        std::fs::read(&ck).unwrap(),
+        before,
+        "the last good checkpoint stays"
+    );
 }
 
 #[test]
@@ -155,13 +361,31 @@ fn a_failed_write_leaves_the_previous_model_and_no_temporary() {
     let (data, tmp) = setup();
     let d = data.path().to_str().unwrap();
     // /dev/full as a target: refused without touching the device.
-    fails(&["train", "--data", d, "--iterations", "1", "--save", "/dev/full"], 1, &["cannot write /dev/full", "not a regular file"]);
-    assert!(!std::fs::metadata("/dev/full").unwrap().file_type().is_file());
+    fails(
+        &[
+            "train",
+            "--data",
+            d,
+            "--iterations",
+            "1",
+            "--save",
+            "/dev/full",
+        ],
+        1,
+        &["cannot write /dev/full", "not a regular file"],
+    );
+    assert!(!std::fs::metadata("/dev/full")
+        .unwrap()
+        .file_type()
+        .is_file());
 
     // A 1 MiB tmpfs cannot hold a 2.3 MB model: the write fails mid-way.
     let mnt = tmp.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&mnt).status();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status();
     if !matches!(mounted, Ok(s) if s.success()) {
         eprintln!("SKIPPED the disk-full half: cannot mount a tmpfs here (needs root)");
         return;
@@ -169,11 +393,27 @@ fn a_failed_write_leaves_the_previous_model_and_no_temporary() {
     let target = mnt.join("m.safetensors");
     std::fs::write(&target, b"previous model").unwrap();
     fails(
-        &["train", "--data", d, "--iterations", "1", "--save", target.to_str().unwrap()],
+        &[
+            "train",
+            "--data",
+            d,
+            "--iterations",
+            "1",
+            "--save",
+            target.to_str().unwrap(),
+        ],
         1,
-        &["cannot write", "m.safetensors", "No space left on device", "previous file there is unchanged"],
+        &[
+            "cannot write",
+            "m.safetensors",
+            "No space left on device",
+            "previous file there is unchanged",
+        ],
     );
-    let left: Vec<_> = std::fs::read_dir(&mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     let previous = std::fs::read(&target).unwrap();
     Command::new("umount").arg(&mnt).status().unwrap();
     assert_eq!(previous, b"previous model");
@@ -185,8 +425,23 @@ fn ctrl_c_checkpoints_and_exits_130() {
     let (data, tmp) = setup();
     let ck = tmp.path().join("ck");
     let mut child = bin()
-        .args(["train", "--data", data.path().to_str().unwrap(), "--iterations", "100000", "--log-every", "1"])
-        .args(["--batch", "32", "--checkpoint", ck.to_str().unwrap(), "--checkpoint-every", "100000"])
+        .args([
+            "train",
+            "--data",
+            data.path().to_str().unwrap(),
+            "--iterations",
+            "100000",
+            "--log-every",
+            "1",
+        ])
+        .args([
+            "--batch",
+            "32",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--checkpoint-every",
+            "100000",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -199,11 +454,17 @@ fn ctrl_c_checkpoints_and_exits_130() {
         std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     }
     assert!(line.starts_with("Iteration"), "{line}");
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("checkpoint written to") && err.contains("--resume"), "{err}");
+    assert!(
+        err.contains("checkpoint written to") && err.contains("--resume"),
+        "{err}"
+    );
     let f = model_file::load(&ck, &["adam.m", "adam.v", "data.order"]).unwrap();
     assert_eq!(f.metadata["kind"], "checkpoint");
     assert!(f.metadata["iteration"].parse::<usize>().unwrap() >= 3);
@@ -213,12 +474,28 @@ fn ctrl_c_checkpoints_and_exits_130() {
 fn metrics_file_records_every_log_step_and_the_test_accuracy() {
     let (data, tmp) = setup();
     let csv = tmp.path().join("m.csv");
-    let out = ok(&["train", "--data", data.path().to_str().unwrap(), "--iterations", "30", "--log-every", "10", "--metrics", csv.to_str().unwrap()]);
+    let out = ok(&[
+        "train",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--iterations",
+        "30",
+        "--log-every",
+        "10",
+        "--metrics",
+        csv.to_str().unwrap(),
+    ]);
     let text = std::fs::read_to_string(&csv).unwrap();
     let rows: Vec<&str> = text.lines().collect();
-    assert_eq!(rows[0], "iteration,loss,batch_accuracy,test_accuracy,elapsed_ms,lr");
+    assert_eq!(
+        rows[0],
+        "iteration,loss,batch_accuracy,test_accuracy,elapsed_ms,lr"
+    );
     assert_eq!(rows.len(), 1 + 3 + 1, "{text}");
-    assert!(rows[1].starts_with("0,") && rows[3].starts_with("20,"), "{text}");
+    assert!(
+        rows[1].starts_with("0,") && rows[3].starts_with("20,"),
+        "{text}"
+    );
     let acc = out.lines().last().unwrap().rsplit(' ').next().unwrap();
     assert_eq!(rows[4], format!("30,,,{acc},,"), "{text}");
 }

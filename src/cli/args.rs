@@ -114,6 +114,9 @@ pub struct TrainArgs {
     /// Print a progress line every N iterations.
     #[arg(long, value_name = "N", default_value = "100", value_parser = at_least_one)]
     pub log_every: usize,
+    /// Learning-rate schedule: constant (the tutorial) or cosine annealing to zero over the run.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
+    pub lr_schedule: ScheduleArg,
     /// Take batches in file order instead of a shuffled one (to compare with other frameworks).
     #[arg(long)]
     pub no_shuffle: bool,
@@ -131,7 +134,7 @@ pub struct TrainArgs {
     pub checkpoint_every: usize,
     /// Continue the run saved in this checkpoint, up to --iterations/--epochs in total. The
     /// run's other settings (arch, sizes, batch, lr, seed, order) come from the checkpoint.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["arch", "hidden", "batch", "lr", "seed", "no_shuffle"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["arch", "hidden", "batch", "lr", "seed", "no_shuffle", "lr_schedule"])]
     pub resume: Option<PathBuf>,
     /// Record iteration, loss, batch accuracy, elapsed ms and learning rate at every log step
     /// (and the test accuracy at the end) in this CSV file.
@@ -160,7 +163,11 @@ pub struct PredictArgs {
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// Images to classify: 28×28 grayscale PGM (P2/P5) or PNG, white digit on black.
-    #[arg(value_name = "IMAGE", required_unless_present = "index", conflicts_with = "index")]
+    #[arg(
+        value_name = "IMAGE",
+        required_unless_present = "index",
+        conflicts_with = "index"
+    )]
     pub images: Vec<PathBuf>,
     /// Classify these test-set images of --data instead (comma-separated indices).
     #[arg(long, value_name = "I,I,..", value_delimiter = ',', requires = "data")]
@@ -174,6 +181,24 @@ pub struct PredictArgs {
     /// One JSON object per line, with logits and all probabilities.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Learning-rate schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// The same rate throughout.
+    Constant,
+    /// Cosine annealing from --lr to zero at the last iteration.
+    Cosine,
+}
+
+impl From<ScheduleArg> for mnist_mlp::train::Schedule {
+    fn from(s: ScheduleArg) -> Self {
+        match s {
+            ScheduleArg::Constant => Self::Constant,
+            ScheduleArg::Cosine => Self::Cosine,
+        }
+    }
 }
 
 /// Hidden layer widths (a newtype so clap treats the list as one value).

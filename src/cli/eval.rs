@@ -10,7 +10,9 @@ use super::{set_threads, Out, MODEL_EXTRAS};
 
 pub fn run(a: EvalArgs) -> Result<u8> {
     set_threads(a.threads);
-    let model = model_file::load(&a.model, &MODEL_EXTRAS).context("loading the model")?.model;
+    let model = model_file::load(&a.model, &MODEL_EXTRAS)
+        .context("loading the model")?
+        .model;
     let test = Dataset::open(&a.data, Split::Test).context("loading the test set")?;
     let predicted = model.classify(&test)?;
     // confusion[true][predicted]
@@ -20,19 +22,32 @@ pub fn run(a: EvalArgs) -> Result<u8> {
     }
     let correct: usize = (0..CLASSES).map(|c| confusion[c][c]).sum();
     let mut out = Out::new();
-    out.line(TestAccuracy { correct, total: test.len() });
+    out.line(TestAccuracy {
+        correct,
+        total: test.len(),
+    });
     out.line("");
     out.line("Per-class accuracy:");
     for (c, row) in confusion.iter().enumerate() {
         let n: usize = row.iter().sum();
-        let acc = if n == 0 { String::from("-") } else { format!("{:.4}", row[c] as f64 / n as f64) };
+        let acc = if n == 0 {
+            String::from("-")
+        } else {
+            format!("{:.4}", row[c] as f64 / n as f64)
+        };
         out.line(format!("  {c}: {acc} ({}/{n})", row[c]));
     }
     out.line("");
     out.line("Confusion matrix (rows: true class, columns: predicted):");
-    out.line(format!("     {}", (0..CLASSES).map(|c| format!("{c:>5}")).collect::<String>()));
+    out.line(format!(
+        "     {}",
+        (0..CLASSES).map(|c| format!("{c:>5}")).collect::<String>()
+    ));
     for (c, row) in confusion.iter().enumerate() {
-        out.line(format!("  {c}: {}", row.iter().map(|n| format!("{n:>5}")).collect::<String>()));
+        out.line(format!(
+            "  {c}: {}",
+            row.iter().map(|n| format!("{n:>5}")).collect::<String>()
+        ));
     }
     out.finish()?;
     Ok(0)

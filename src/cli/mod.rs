@@ -32,9 +32,12 @@ pub fn run(cli: Cli) -> Result<u8> {
 
 /// Gives matrixmultiply `threads` threads (default: one per core) before any product runs.
 pub fn set_threads(threads: Option<usize>) {
-    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     match mnist_mlp::gemm::set_threads(threads) {
-        Some(n) if n < threads => log::info!("{threads} threads asked for, matrixmultiply uses at most {n}"),
+        Some(n) if n < threads => {
+            log::info!("{threads} threads asked for, matrixmultiply uses at most {n}")
+        }
         Some(n) => log::debug!("{n} GEMM threads"),
         None => log::warn!("GEMM threads already fixed; --threads {threads} ignored"),
     }

@@ -10,9 +10,15 @@ use super::args::PredictArgs;
 use super::{Out, MODEL_EXTRAS};
 
 pub fn run(a: PredictArgs) -> Result<u8> {
-    let model = model_file::load(&a.model, &MODEL_EXTRAS).context("loading the model")?.model;
+    let model = model_file::load(&a.model, &MODEL_EXTRAS)
+        .context("loading the model")?
+        .model;
     if model.layout().input() != 28 * 28 {
-        bail!("{} takes {} inputs, not 28×28 images", a.model.display(), model.layout().input());
+        bail!(
+            "{} takes {} inputs, not 28×28 images",
+            a.model.display(),
+            model.layout().input()
+        );
     }
     let mut out = Out::new();
     let mut report = |name: &str, index: Option<usize>, pixels: &[u8]| {
@@ -20,7 +26,12 @@ pub fn run(a: PredictArgs) -> Result<u8> {
         let probs = softmax(&logits);
         let digit = argmax(&logits);
         if a.json {
-            let list = |v: &[f32]| v.iter().map(|x| format!("{x:e}")).collect::<Vec<_>>().join(",");
+            let list = |v: &[f32]| {
+                v.iter()
+                    .map(|x| format!("{x:e}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
             let key = match index {
                 Some(i) => format!("\"index\":{i}"),
                 None => format!("\"path\":{}", json_string(name)),
@@ -39,7 +50,11 @@ pub fn run(a: PredictArgs) -> Result<u8> {
         let test = Dataset::open(dir, Split::Test).context("loading the test set")?;
         test.expect_pixels(28 * 28)?;
         if let Some(&bad) = a.index.iter().find(|&&i| i >= test.len()) {
-            bail!("--index {bad} is out of range: the test set has {} images (0..={})", test.len(), test.len() - 1);
+            bail!(
+                "--index {bad} is out of range: the test set has {} images (0..={})",
+                test.len(),
+                test.len() - 1
+            );
         }
         for &i in &a.index {
             report(&format!("test[{i}]"), Some(i), test.images().image(i));

@@ -10,7 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mnist_mlp::data::{Dataset, Split};
 use mnist_mlp::model::{Arch, DEFAULT_HIDDEN};
 use mnist_mlp::model_file::{self, join};
-use mnist_mlp::train::{run as run_training, Finished, Length, Plan, Progress, TrainConfig, Trainer};
+use mnist_mlp::train::{
+    run as run_training, Finished, Length, Plan, Progress, TrainConfig, Trainer,
+};
 
 use super::args::TrainArgs;
 use super::{set_threads, signals, Out};
@@ -25,13 +27,17 @@ pub fn run(a: TrainArgs) -> Result<u8> {
     let defaults = TrainConfig::default();
     let cfg = TrainConfig {
         arch: a.arch.map_or(defaults.arch, Arch::from),
-        hidden: a.hidden.clone().map_or_else(|| DEFAULT_HIDDEN.to_vec(), |h| h.0),
+        hidden: a
+            .hidden
+            .clone()
+            .map_or_else(|| DEFAULT_HIDDEN.to_vec(), |h| h.0),
         length,
         batch: a.batch.unwrap_or(defaults.batch),
         lr: a.lr,
         seed: a.seed.unwrap_or(defaults.seed),
         log_every: a.log_every,
         shuffle: !a.no_shuffle,
+        schedule: a.lr_schedule.into(),
     };
     let train_set = Dataset::open(&a.data, Split::Train).context("loading the training set")?;
     let test_set = Dataset::open(&a.data, Split::Test).context("loading the test set")?;
@@ -43,10 +49,20 @@ pub fn run(a: TrainArgs) -> Result<u8> {
         let sizes = model.layout().sizes();
         let file_hidden = &sizes[1..sizes.len() - 1];
         if let Some(arch) = a.arch.map(Arch::from).filter(|&x| x != model.arch()) {
-            bail!("--arch {} conflicts with {} (a {} network)", arch.name(), path.display(), model.arch().name());
+            bail!(
+                "--arch {} conflicts with {} (a {} network)",
+                arch.name(),
+                path.display(),
+                model.arch().name()
+            );
         }
         if let Some(h) = a.hidden.as_ref().filter(|h| h.0 != file_hidden) {
-            bail!("--hidden {} conflicts with {} (hidden {})", join(&h.0), path.display(), join(file_hidden));
+            bail!(
+                "--hidden {} conflicts with {} (hidden {})",
+                join(&h.0),
+                path.display(),
+                join(file_hidden)
+            );
         }
         Trainer::with_model(&cfg, &train_set, model)?
     } else {
@@ -61,7 +77,11 @@ pub fn run(a: TrainArgs) -> Result<u8> {
     };
     let bar = progress_bar(trainer.iteration(), total);
     let stop = signals::install();
-    let plan = Plan { checkpoint: a.checkpoint.as_deref(), checkpoint_every: a.checkpoint_every, stop: Some(stop) };
+    let plan = Plan {
+        checkpoint: a.checkpoint.as_deref(),
+        checkpoint_every: a.checkpoint_every,
+        stop: Some(stop),
+    };
     let mut out = Out::new();
     let mut metrics_error = None;
     let finished = run_training(trainer, &train_set, &test_set, plan, |event| match event {
@@ -80,7 +100,10 @@ pub fn run(a: TrainArgs) -> Result<u8> {
         return Err(e);
     }
     match finished? {
-        Finished::Stopped { iteration, checkpoint } => {
+        Finished::Stopped {
+            iteration,
+            checkpoint,
+        } => {
             out.finish()?;
             match checkpoint {
                 Some(p) => eprintln!(
@@ -124,8 +147,9 @@ fn progress_bar(done: usize, total: usize) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total as u64).with_position(done as u64);
-    let style = ProgressStyle::with_template("{bar:40} {pos}/{len} iterations  {per_sec}  ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} iterations  {per_sec}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar
 }
@@ -148,7 +172,10 @@ impl Metrics {
             .truncate(!existing)
             .open(path)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        let mut m = Metrics { file, path: path.to_path_buf() };
+        let mut m = Metrics {
+            file,
+            path: path.to_path_buf(),
+        };
         if !existing {
             m.write(Self::HEADER)?;
         }
@@ -157,7 +184,10 @@ impl Metrics {
 
     fn row(&mut self, p: &Progress) -> Result<()> {
         let ms = p.elapsed.as_secs_f64() * 1e3;
-        self.write(&format!("{},{},{},,{ms:.1},{}", p.line.iteration, p.line.loss, p.line.accuracy, p.lr))
+        self.write(&format!(
+            "{},{},{},,{ms:.1},{}",
+            p.line.iteration, p.line.loss, p.line.accuracy, p.lr
+        ))
     }
 
     fn test_accuracy(&mut self, iterations: usize, acc: f32) -> Result<()> {
@@ -165,6 +195,7 @@ impl Metrics {
     }
 
     fn write(&mut self, line: &str) -> Result<()> {
-        writeln!(self.file, "{line}").with_context(|| format!("cannot write {}", self.path.display()))
+        writeln!(self.file, "{line}")
+            .with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
