@@ -13,7 +13,7 @@ DESCRIPTION = "mnist-mlp trains, evaluates and runs a multilayer-perceptron MNIS
 # placeholder), so it is suppressed here.
 # nooelint: oelint.vars.homepageping
 HOMEPAGE = "https://example.invalid/mnist-mlp"
-
+SECTION = "console/utils"
 # The crate is "MIT OR Apache-2.0" (Cargo.toml). The repository has no license files yet, so
 # the texts are checked against oe-core's copies; once LICENSE-MIT and LICENSE-APACHE are in
 # the repository, point LIC_FILES_CHKSUM at them and drop the suppression.
@@ -37,7 +37,7 @@ SRC_URI = "${MNIST_MLP_GIT_URI}"
 MNIST_MLP_DATA_FILES ?= ""
 SRC_URI += "${@' '.join('file://%s;subdir=mnist-mlp-data;unpack=0' % f for f in d.getVar('MNIST_MLP_DATA_FILES').split())}"
 
-SRCREV = "55d9122212b97a969a105f06b8820ce5f1938985"
+SRCREV = "44d9122212b97a969a105f06b8820ce5f1938985"
 
 # scarthgap unpacks SRC_URI into WORKDIR and has no UNPACKDIR; styhead and walnascar unpack
 # into UNPACKDIR (WORKDIR/sources-unpack). Not "UNPACKDIR ??= WORKDIR": bitbake.conf sets
@@ -71,7 +71,7 @@ export CARGO_PROFILE_RELEASE_DEBUG
 # gets cortex-a53: the code must run on both clusters and LLVM has no combined model (oe-core
 # makes the same choice for clang). Set MNIST_MLP_TARGET_CPU = "" for a generic build.
 MNIST_MLP_TARGET_CPU ?= "${@bb.utils.contains_any('TUNE_FEATURES', 'cortexa53 cortexa72-cortexa53', 'cortex-a53', bb.utils.contains('TUNE_FEATURES', 'cortexa72', 'cortex-a72', '', d), d)}"
-RUSTFLAGS:append = "${@'-C target-cpu=' + d.getVar('MNIST_MLP_TARGET_CPU') if d.getVar('MNIST_MLP_TARGET_CPU') else ''}"
+RUSTFLAGS:append = " ${@'-C target-cpu=' + d.getVar('MNIST_MLP_TARGET_CPU') if d.getVar('MNIST_MLP_TARGET_CPU') else ''}"
 
 # cargo's do_install puts the binary in ${bindir}; add the optional data.
 do_install:append() {
