@@ -36,6 +36,8 @@ Options:
                      board image [default]
   --gnu              Build for aarch64-unknown-linux-gnu (needs the board's glibc to be at least
                      as new as the cross sysroot's)
+  --no-build         Do not run cargo: deploy the release binary of that target as last built
+                     (so several deploys run the very same build while the tree changes)
   --data DIR         Also copy the regular files at the top of DIR (e.g. the four MNIST .gz
                      files) into REMOTE-DIR/data/. Pass '--data data' among the mnist-mlp
                      arguments to use them. Files whose SHA-256 already matches are not sent
@@ -64,8 +66,8 @@ Needs on the board: a POSIX shell, sha256sum (busybox has it), and an SFTP serve
 (OpenSSH's sftp-server; OpenSSH's scp uses SFTP by default).
 
 Examples:
-  $PROG root@imx8mp.local                         deploy only
-  $PROG root@imx8mp.local --version
+  $PROG root@imx8mp.local          # deploy only
+  $PROG root@imx8mp.local info     # deploy, then run 'mnist-mlp info' on the board
   $PROG --data data/mnist root@10.0.0.7:2222 train --data data --threads 4
 EOF
 }
@@ -77,16 +79,19 @@ say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 # Single-quotes $1 for the remote POSIX shell.
 sq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
-# Runs "$@" up to RETRIES times. With --ssh first, retries only ssh's own failures (exit 255):
-# the remote command itself is not run twice for failing on its own.
+# retry [--ssh] WHAT CMD...: runs CMD up to RETRIES times, naming it WHAT in messages. With
+# --ssh, retries only ssh's own failures (exit 255): a remote command failing on its own is
+# not run twice.
 retry() {
-  local only_255=0 n=1 rc
+  local only_255=0 n=1 rc what
   if [[ $1 == --ssh ]]; then only_255=1; shift; fi
+  what=$1
+  shift
   while :; do
     rc=0
     "$@" || rc=$?
     if ((rc == 0)) || ((only_255 && rc != 255)) || ((n >= RETRIES)); then return "$rc"; fi
-    say "'$1' failed (exit $rc, attempt $n of $RETRIES); retrying in ${RETRY_DELAY} s"
+    say "$what failed (exit $rc, attempt $n of $RETRIES); retrying in ${RETRY_DELAY} s"
     sleep "$RETRY_DELAY"
     n=$((n + 1))
   done
@@ -97,6 +102,7 @@ retry() {
 # ---------------------------------------------------------------------------------------------
 
 target=aarch64-unknown-linux-musl
+build=1
 data_dir=""
 # shellcheck disable=SC2088  # a literal ~: it is resolved on the board, below
 remote_dir="~/mnist-mlp"
@@ -107,6 +113,7 @@ while (($# > 0)); do
     -h | --help) usage; exit 0 ;;
     --musl) target=aarch64-unknown-linux-musl; shift ;;
     --gnu) target=aarch64-unknown-linux-gnu; shift ;;
+    --no-build) build=0; shift ;;
     --data) (($# >= 2)) || usage_error "--data needs a directory"; data_dir=$2; shift 2 ;;
     --data=*) data_dir=${1#*=}; shift ;;
     --remote-dir) (($# >= 2)) || usage_error "--remote-dir needs a directory"; remote_dir=$2; shift 2 ;;
@@ -173,15 +180,24 @@ remote() { ssh "${ssh_opts[@]}" "$host" "$1"; }
 # Build
 # ---------------------------------------------------------------------------------------------
 
-say "building $BIN for $target ..."
-# The JSON messages name the executable wherever the target directory is; diagnostics still
-# go to the terminal.
-bin=$(cd "$REPO" && "${CARGO:-cargo}" build --release --target "$target" --bin "$BIN" \
-        --message-format=json-render-diagnostics |
-      sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1) ||
-  die "cargo build --release --target $target failed"
-[[ -n $bin && -f $bin ]] || die "cargo built no $BIN executable for $target"
-say "built $bin ($(($(stat -c %s "$bin") / 1024)) KiB)"
+if ((build)); then
+  say "building $BIN for $target ..."
+  # The JSON messages name the executable wherever the target directory is; diagnostics
+  # still go to the terminal.
+  bin=$(cd "$REPO" && "${CARGO:-cargo}" build --release --target "$target" --bin "$BIN" \
+          --message-format=json-render-diagnostics |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1) ||
+    die "cargo build --release --target $target failed"
+  [[ -n $bin && -f $bin ]] || die "cargo built no $BIN executable for $target"
+  say "built $bin ($(($(stat -c %s "$bin") / 1024)) KiB)"
+else
+  target_dir=$(cd "$REPO" && "${CARGO:-cargo}" metadata --format-version 1 --no-deps |
+               sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p') ||
+    die "cargo metadata failed"
+  bin=$target_dir/$target/release/$BIN
+  [[ -f $bin ]] || die "--no-build: no $bin (hint: cargo build --release --target $target)"
+  say "deploying $bin as built ($(($(stat -c %s "$bin") / 1024)) KiB)"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Copy what changed
@@ -200,7 +216,7 @@ query="mkdir -p $rd/data && cd $rd && rm -rf .deploy && mkdir -p .deploy/data &&
 for r in "${rels[@]}"; do query+=" $(sq "$r")"; done
 # shellcheck disable=SC2016  # $f is the remote shell's
 query+='; do if [ -f "$f" ]; then sha256sum "$f" || exit 1; fi; done'
-remote_sums=$(retry --ssh remote "$query" </dev/null) ||
+remote_sums=$(retry --ssh ssh remote "$query" </dev/null) ||
   die "cannot reach $host or query its files (ssh exit $?; check DEPLOY_SSH_OPTS, --port, known_hosts)"
 declare -A have=()
 while read -r sum path; do [[ -z $path ]] || have[$path]=$sum; done <<<"$remote_sums"
@@ -215,15 +231,15 @@ for i in "${!locals[@]}"; do
 done
 
 if ((${#expect[@]} == 0)); then
-  say "$host:$remote_dir is up to date (${#locals[@]} files unchanged)"
+  say "$host:$remote_dir is up to date (nothing changed in the ${#locals[@]} file(s))"
 else
   bytes=0
   for f in "${send_bin[@]}" "${send_data[@]}"; do bytes=$((bytes + $(stat -L -c %s "$f"))); done
   say "copying ${#expect[@]} of ${#locals[@]} files ($((bytes / 1024)) KiB) to $host:$remote_dir ..."
   # Into the staging directory; scp's SFTP mode takes remote paths literally.
-  ((${#send_bin[@]} == 0)) || retry scp -q "${ssh_opts[@]}" "${send_bin[@]}" "$host:$remote_dir/.deploy/" ||
+  ((${#send_bin[@]} == 0)) || retry scp scp -q "${ssh_opts[@]}" "${send_bin[@]}" "$host:$remote_dir/.deploy/" ||
     die "scp to $host failed $RETRIES times"
-  ((${#send_data[@]} == 0)) || retry scp -q "${ssh_opts[@]}" "${send_data[@]}" "$host:$remote_dir/.deploy/data/" ||
+  ((${#send_data[@]} == 0)) || retry scp scp -q "${ssh_opts[@]}" "${send_data[@]}" "$host:$remote_dir/.deploy/data/" ||
     die "scp to $host failed $RETRIES times"
   # Verify what arrived (the expected sums come on stdin), then rename each into place.
   install="cd $rd/.deploy && sha256sum -c - >/dev/null || exit 1; for f in ${names[*]}; do mv -f \"\$f\" \"../\$f\" || exit 1; done"

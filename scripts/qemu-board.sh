@@ -15,6 +15,8 @@
 set -euo pipefail
 
 readonly PROG=${0##*/}
+# modinfo lives in /usr/sbin, which a non-root user's PATH may lack.
+PATH=$PATH:/usr/sbin:/sbin
 
 usage() {
   cat <<EOF
@@ -52,7 +54,7 @@ Options:
   --timeout SECONDS  How long to wait for SSH after power-on [default: \$QEMU_BOARD_TIMEOUT or $DEFAULT_TIMEOUT]
   -h, --help         This help.
 
-The board: Debian's newest 6.12 arm64 kernel (bookworm-backports), console on ttymxc1 (logged
+The board: Debian bookworm's newest 6.12 arm64 kernel package, console on ttymxc1 (logged
 to a file, shown when boot fails), root on a tmpfs with home /root, /tmp a tmpfs of half the
 RAM, busybox (with sha256sum), dropbear (keys only) with OpenSSH's sftp-server so plain 'scp'
 works. Building needs the packages of 'scripts/install-host-deps.sh --board' and the Debian
@@ -159,7 +161,7 @@ build_cache() {
   local kpkg
   kpkg=$(apt-cache "${apt_opts[@]}" search --names-only "$KERNEL_PATTERN" |
          awk '{print $1}' | grep -E "$KERNEL_PATTERN" | sort -V | tail -n 1)
-  [[ -n $kpkg ]] || die "no package matching $KERNEL_PATTERN (hint: scripts/install-host-deps.sh --board adds bookworm-backports)"
+  [[ -n $kpkg ]] || die "no package matching $KERNEL_PATTERN in the apt sources (hint: scripts/install-host-deps.sh --board adds bookworm-backports)"
   say "kernel package: $kpkg"
   (cd "$tmp/debs" && apt-get -qq "${apt_opts[@]}" download "$kpkg" "${USER_PKGS[@]}") ||
     die "apt-get download failed"
@@ -212,7 +214,7 @@ build_cache() {
     esac
   done
   echo "$mods" >"$root/etc/board-modules"
-  say "modules: $(echo "$mods" | tr '\n' ' ')"
+  say "modules: ${mods//$'\n'/ }"
 
   # Accounts: root only, keys only (dropbear -s). '*' is no password, unlike '' (rejected).
   echo 'root:*:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
@@ -309,7 +311,8 @@ qemu_alive() {
 }
 
 # Boots a board whose run files (console log, pid file, dtb copy) go in directory $1.
-# Sets the globals `board_pid` and `board_port`; returns once SSH answers, or dies.
+# Sets the globals `board_pid` and `board_port` as soon as QEMU runs, and `board_up=1` once
+# SSH answers; returns then, or dies (having killed QEMU).
 boot_board() {
   local run=$1 t0=$SECONDS try port
   need_tools qemu-system-aarch64 fdtput ssh
@@ -318,7 +321,7 @@ boot_board() {
   # shellcheck disable=SC2046  # 64 separate hex bytes
   fdtput -t bx "$run/board.dtb" /chosen rng-seed $(od -An -tx1 -N64 /dev/urandom)
   : >"$run/console.log"
-  board_pid="" board_port=""
+  board_pid="" board_port="" board_up=0
   for ((try = 1; try <= PORT_TRIES; try++)); do
     port=$((20000 + RANDOM % 40000))
     # Something already listening there? (bash's /dev/tcp connects: success means taken.)
@@ -354,27 +357,33 @@ boot_board() {
     qemu_alive "$board_pid" || boot_failed "$run" "QEMU exited during boot"
     sleep 1
   done
+  board_up=1
   say "board up: SSH answered after $((SECONDS - t0)) s"
 }
 
 boot_failed() {
   board_pid=""
-  {
+  if [[ -s $1/console.log ]]; then
     printf '%s: error: %s. Last lines of the console (%s):\n' "$PROG" "$2" "$1/console.log"
     tail -n 40 "$1/console.log" | sed 's/^/  | /'
-  } >&2
+  else
+    printf '%s: error: %s. The console printed nothing.\n' "$PROG" "$2"
+  fi >&2
   exit 1
 }
 
-# Powers off the board on port $1 with QEMU pid $2: 'poweroff -f' over SSH, then SIGTERM,
-# then SIGKILL, each after a wait.
+# Powers off the board on port $1 with QEMU pid $2: 'poweroff -f' over SSH (only if $3 is 1,
+# i.e. SSH has answered: a booting board would hold the connection), then SIGTERM, then
+# SIGKILL, each after a wait.
 power_off() {
-  local port=$1 pid=$2 opts i
+  local port=$1 pid=$2 up=$3 opts i
   qemu_alive "$pid" || return 0
-  mapfile -t opts < <(board_ssh_opts "$port")
-  timeout 30 ssh "${opts[@]}" -o ConnectTimeout=10 -n root@127.0.0.1 'poweroff -f' >/dev/null 2>&1 || true
-  for ((i = 0; i < STOP_WAIT * 10; i++)); do qemu_alive "$pid" || return 0; sleep 0.1; done
-  say "board did not power off in ${STOP_WAIT} s; killing QEMU (pid $pid)"
+  if ((up)); then
+    mapfile -t opts < <(board_ssh_opts "$port")
+    timeout 30 ssh "${opts[@]}" -o ConnectTimeout=10 -n root@127.0.0.1 'poweroff -f' >/dev/null 2>&1 || true
+    for ((i = 0; i < STOP_WAIT * 10; i++)); do qemu_alive "$pid" || return 0; sleep 0.1; done
+    say "board did not power off in ${STOP_WAIT} s; killing QEMU (pid $pid)"
+  fi
   kill "$pid" 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do qemu_alive "$pid" || return 0; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
@@ -403,9 +412,14 @@ cmd_start() {
     ensure_cache
     local run=$cache/board
     rm -rf "$run"; mkdir -p "$run"
+    # Interrupted before the state file exists: nobody could stop this QEMU, so kill it.
+    trap '[[ -z ${board_pid:-} ]] || power_off "$board_port" "$board_pid" 0' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     boot_board "$run"
     printf 'pid=%s\nport=%s\nkey=%s\nknown_hosts=%s\nconsole=%s\n' "$board_pid" "$board_port" \
       "$cache/$KEY" "$cache/$KNOWN_HOSTS" "$run/console.log" >"$cache/$STATE"
+    trap - EXIT INT TERM
     st_pid=$board_pid st_port=$board_port
   fi
   local opts
@@ -423,7 +437,7 @@ EOF
 cmd_stop() {
   read_state
   say "powering off the board (pid $st_pid)"
-  power_off "$st_port" "$st_pid"
+  power_off "$st_port" "$st_pid" 1
   rm -f "$cache/$STATE"
 }
 
@@ -445,7 +459,7 @@ cmd_run() {
   ensure_cache
   local run
   run=$(mktemp -d "$cache/run.XXXXXX")
-  board_pid="" board_port=""
+  board_pid="" board_port="" board_up=0
   run_dir=$run
   # Always power off and clean up, whatever happens after this point.
   trap 'run_cleanup' EXIT
@@ -461,8 +475,12 @@ cmd_run() {
 
 run_cleanup() {
   local rc=$?
-  if [[ -n ${board_pid:-} ]]; then power_off "$board_port" "$board_pid"; fi
-  if ((rc == 0)); then rm -rf "$run_dir"; else say "console log kept: $run_dir/console.log"; fi
+  if [[ -n ${board_pid:-} ]]; then power_off "$board_port" "$board_pid" "$board_up"; fi
+  if ((rc != 0)) && [[ -s $run_dir/console.log ]]; then
+    say "console log kept: $run_dir/console.log"
+  else
+    rm -rf "$run_dir"
+  fi
 }
 
 # ---------------------------------------------------------------------------------------------
