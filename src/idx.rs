@@ -66,6 +66,17 @@ impl Images {
     /// Opens and validates an image file (`.gz` is decompressed, anything else is mapped).
     pub fn open(path: &Path) -> Result<Self> {
         let (bytes, header) = load(path, IMAGES_MAGIC)?;
+        Self::new(path, bytes, header)
+    }
+
+    /// An image file already in memory (e.g. synthetic data for benchmarks); `name` stands
+    /// for its path in errors.
+    pub fn from_vec(name: &Path, bytes: Vec<u8>) -> Result<Self> {
+        let header = parse_header(name, &bytes, IMAGES_MAGIC, Some(bytes.len() as u64))?;
+        Self::new(name, Bytes::Owned(bytes), header)
+    }
+
+    fn new(path: &Path, bytes: Bytes, header: Header) -> Result<Self> {
         let (count, rows, cols) = (header.dims[0], header.dims[1], header.dims[2]);
         if count > 0 && (rows == 0 || cols == 0) {
             return Err(Error::idx(
@@ -129,6 +140,17 @@ impl Labels {
         let (bytes, header) = load(path, LABELS_MAGIC)?;
         Ok(Labels {
             path: path.to_path_buf(),
+            bytes,
+            header_len: header.len,
+        })
+    }
+
+    /// A label file already in memory; `name` stands for its path in errors.
+    pub fn from_vec(name: &Path, bytes: Vec<u8>) -> Result<Self> {
+        let header = parse_header(name, &bytes, LABELS_MAGIC, Some(bytes.len() as u64))?;
+        let bytes = Bytes::Owned(bytes);
+        Ok(Labels {
+            path: name.to_path_buf(),
             bytes,
             header_len: header.len,
         })

@@ -15,6 +15,7 @@
 //! (kept on purpose: it is what users compare against), and `relu`, the one worth keeping.
 //! Errors are one [`Error`] enum whose messages name the file and the problem.
 
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod fsio;

@@ -35,6 +35,9 @@ pub enum Command {
     /// Classify 28×28 digit images (PGM or PNG), or test-set images by index.
     #[command(after_help = PREDICT_EXAMPLES)]
     Predict(PredictArgs),
+    /// Measure this machine: GEMM GFLOP/s of every product of a training step, ms per step,
+    /// ms to evaluate 10,000 images, share of the estimated peak. Synthetic data: no files needed.
+    Bench(BenchArgs),
     /// Describe the build and this machine: target, CPU and SIMD features, cores, the GEMM
     /// kernel that will run, page size.
     Info,
@@ -140,6 +143,29 @@ pub struct TrainArgs {
     /// (and the test accuracy at the end) in this CSV file.
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+}
+
+/// `mnist-mlp bench` options.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Network architecture.
+    #[arg(long, value_enum, default_value_t = ArchArg::Seed)]
+    pub arch: ArchArg,
+    /// Hidden layer widths, comma-separated.
+    #[arg(long, value_name = "N,N,..", default_value = "512,256,128", value_parser = parse_hidden)]
+    pub hidden: Hidden,
+    /// Mini-batch size.
+    #[arg(long, value_name = "N", default_value = "128", value_parser = at_least_one)]
+    pub batch: usize,
+    /// Timed repetitions of each measurement.
+    #[arg(long, value_name = "N", default_value = "50", value_parser = at_least_one)]
+    pub steps: usize,
+    /// Threads for the matrix products (at most 4 are used) [default: number of cores].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub threads: Option<usize>,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `mnist-mlp eval` options.

@@ -21,6 +21,25 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Bench(a) => {
+            let threads = set_threads(a.threads);
+            let cfg = mnist_mlp::bench::BenchConfig {
+                arch: a.arch.into(),
+                hidden: a.hidden.0,
+                batch: a.batch,
+                steps: a.steps,
+                threads,
+            };
+            let report = mnist_mlp::bench::run(&cfg)?;
+            let mut out = Out::new();
+            if a.json {
+                out.line(report.to_json());
+            } else {
+                out.line(report);
+            }
+            out.finish()?;
+            Ok(0)
+        }
         Command::Info => {
             let mut out = Out::new();
             out.line(mnist_mlp::sysinfo::SystemInfo::detect());
@@ -30,16 +49,23 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// Gives matrixmultiply `threads` threads (default: one per core) before any product runs.
-pub fn set_threads(threads: Option<usize>) {
+/// Gives matrixmultiply `threads` threads (default: one per core) before any product runs;
+/// returns the number it will use.
+pub fn set_threads(threads: Option<usize>) -> usize {
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     match mnist_mlp::gemm::set_threads(threads) {
-        Some(n) if n < threads => {
-            log::info!("{threads} threads asked for, matrixmultiply uses at most {n}")
+        Some(n) => {
+            if n < threads {
+                log::info!("{threads} threads asked for, matrixmultiply uses at most {n}");
+            }
+            log::debug!("{n} GEMM threads");
+            n
         }
-        Some(n) => log::debug!("{n} GEMM threads"),
-        None => log::warn!("GEMM threads already fixed; --threads {threads} ignored"),
+        None => {
+            log::warn!("GEMM threads already fixed; --threads {threads} ignored");
+            threads
+        }
     }
 }
 
