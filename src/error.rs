@@ -38,6 +38,13 @@ pub enum Error {
         /// What does not fit, naming the files involved.
         problem: String,
     },
+    /// An image given to `predict` that cannot be read as a 28×28 digit.
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// What is wrong and, where possible, what to do about it.
+        problem: String,
+    },
     /// A model or checkpoint file that cannot be used as one.
     Model {
         /// The file being loaded.
@@ -81,6 +88,13 @@ impl Error {
         }
     }
 
+    pub(crate) fn image(path: &Path, problem: impl Into<String>) -> Self {
+        Error::Image {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+
     pub(crate) fn model(path: &Path, problem: impl Into<String>) -> Self {
         Error::Model {
             path: path.to_path_buf(),
@@ -112,7 +126,9 @@ impl fmt::Display for Error {
             }
             Error::Io { path, source } => write!(f, "cannot read {}: {}", path.display(), source),
             Error::Idx { path, problem } => write!(f, "{}: {}", path.display(), problem),
-            Error::Model { path, problem } => write!(f, "{}: {}", path.display(), problem),
+            Error::Model { path, problem } | Error::Image { path, problem } => {
+                write!(f, "{}: {}", path.display(), problem)
+            }
             Error::Write { path, source } => {
                 write!(
                     f,

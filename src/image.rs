@@ -21,15 +21,15 @@ const MAX_FILE_BYTES: u64 = 16 << 20;
 /// Reads `path` as a 28×28 grayscale digit, white on black (after `invert` if set).
 pub fn read_digit(path: &Path, invert: bool) -> Result<Vec<u8>> {
     let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::idx(path, "no such image file"),
+        std::io::ErrorKind::NotFound => Error::image(path, "no such image file"),
         _ => Error::io(path, e),
     })?;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
-        return Err(Error::idx(path, "not a regular file"));
+        return Err(Error::image(path, "not a regular file"));
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(Error::idx(
+        return Err(Error::image(
             path,
             format!(
                 "{} bytes is too large for a {SIDE}×{SIDE} digit image",
@@ -42,12 +42,12 @@ pub fn read_digit(path: &Path, invert: bool) -> Result<Vec<u8>> {
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;
     let (w, h, mut pixels) = match bytes.get(..2) {
-        Some(b"P2") | Some(b"P5") => pgm(&bytes).map_err(|p| Error::idx(path, p))?,
-        Some(&[0x89, b'P']) => png(&bytes).map_err(|p| Error::idx(path, p))?,
-        _ => return Err(Error::idx(path, "not a PGM (P2/P5) or PNG image")),
+        Some(b"P2") | Some(b"P5") => pgm(&bytes).map_err(|p| Error::image(path, p))?,
+        Some(&[0x89, b'P']) => png(&bytes).map_err(|p| Error::image(path, p))?,
+        _ => return Err(Error::image(path, "not a PGM (P2/P5) or PNG image")),
     };
     if (w, h) != (SIDE, SIDE) {
-        return Err(Error::idx(
+        return Err(Error::image(
             path,
             format!(
                 "image is {w}×{h}, expected {SIDE}×{SIDE} (MNIST size): crop or scale it first"

@@ -132,19 +132,20 @@ pub fn save_model(path: &Path, model: &Mlp, facts: &[(&str, String)]) -> Result<
 /// Loads a network from `path`. `extras` lists the extra tensors allowed (and kept); any other
 /// tensor is an error.
 pub fn load(path: &Path, extras: &[&str]) -> Result<Loaded> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::model(path, "no such file"),
-            _ => Error::io(path, e),
-        })?
-        .len();
-    if std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false) {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::model(path, "no such file"),
+        _ => Error::io(path, e),
+    })?;
+    if meta.is_dir() {
         return Err(Error::model(path, "is a directory, not a model file"));
     }
-    if len > MAX_FILE_BYTES {
+    if meta.len() > MAX_FILE_BYTES {
         return Err(Error::model(
             path,
-            format!("{len} bytes is larger than any mnist-mlp model ({MAX_FILE_BYTES} at most)"),
+            format!(
+                "{} bytes is larger than any mnist-mlp model ({MAX_FILE_BYTES} at most)",
+                meta.len()
+            ),
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
