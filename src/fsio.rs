@@ -3,7 +3,7 @@
 //! [`write_atomic`] writes to a temporary file in the target's directory, fsyncs it, renames it
 //! over the target and fsyncs the directory: at every instant the path holds either the old
 //! complete file or the new complete one. On failure the temporary file is removed and the
-//! old file is untouched.
+//! old file is untouched. [`FileLock`] keeps two runs from writing the same file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -22,6 +22,52 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// An exclusive advisory lock (`flock`) on `PATH.lock`, held until dropped: a second process
+/// asking for the same lock is refused at once instead of both writing `PATH`. The lock dies
+/// with the process (even on SIGKILL), so a stale `.lock` file never blocks anyone.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Takes the lock for `path`, or says who holds it.
+    pub fn acquire(path: &Path) -> Result<FileLock> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = PathBuf::from(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Write {
+                path: lock_path.clone(),
+                source,
+            })?;
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor we own for the duration of the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            return Err(if err.kind() == io::ErrorKind::WouldBlock {
+                Error::config(format!(
+                    "{} is in use by another mnist-mlp process (it holds {}); \
+                     wait for it to finish or use another file",
+                    path.display(),
+                    lock_path.display()
+                ))
+            } else {
+                Error::Write {
+                    path: lock_path,
+                    source: err,
+                }
+            });
+        }
+        Ok(FileLock { _file: file })
+    }
 }
 
 /// `.NAME.tmp-PID` beside `path`: same directory (so rename is atomic), hidden, per process.
@@ -68,6 +114,20 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_file_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ckpt");
+        let first = FileLock::acquire(&p).unwrap();
+        let e = FileLock::acquire(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("in use by another mnist-mlp process") && e.contains("ckpt.lock"),
+            "{e}"
+        );
+        drop(first);
+        FileLock::acquire(&p).unwrap();
     }
 
     #[test]

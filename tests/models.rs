@@ -471,6 +471,65 @@ fn ctrl_c_checkpoints_and_exits_130() {
 }
 
 #[test]
+fn two_runs_on_one_checkpoint_the_second_refuses() {
+    let (data, tmp) = setup();
+    let ck = tmp.path().join("ck");
+    let mut first = bin()
+        .args([
+            "train",
+            "--data",
+            data.path().to_str().unwrap(),
+            "--iterations",
+            "100000",
+        ])
+        .args([
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--log-every",
+            "1",
+            "--batch",
+            "16",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(first.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("Iteration 0"), "{line}");
+    let d = data.path().to_str().unwrap();
+    fails(
+        &[
+            "train",
+            "--data",
+            d,
+            "--iterations",
+            "1",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+        ],
+        1,
+        &["in use by another mnist-mlp process"],
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The lock dies with its process, even on SIGKILL.
+    ok(&[
+        "train",
+        "--data",
+        d,
+        "--iterations",
+        "1",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+    ]);
+}
+
+#[test]
 fn metrics_file_records_every_log_step_and_the_test_accuracy() {
     let (data, tmp) = setup();
     let csv = tmp.path().join("m.csv");

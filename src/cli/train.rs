@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mnist_mlp::data::{Dataset, Split};
+use mnist_mlp::fsio::FileLock;
 use mnist_mlp::model::{Arch, DEFAULT_HIDDEN};
 use mnist_mlp::model_file::{self, join};
 use mnist_mlp::train::{
@@ -39,6 +40,9 @@ pub fn run(a: TrainArgs) -> Result<u8> {
         shuffle: !a.no_shuffle,
         schedule: a.lr_schedule.into(),
     };
+    // One run per checkpoint: a second run pointed at the same file is refused before it does
+    // any work, instead of both overwriting it. (`FILE.lock` stays; the lock dies with us.)
+    let _lock = a.checkpoint.as_deref().map(FileLock::acquire).transpose()?;
     let train_set = Dataset::open(&a.data, Split::Train).context("loading the training set")?;
     let test_set = Dataset::open(&a.data, Split::Test).context("loading the test set")?;
 
