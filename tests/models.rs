@@ -125,6 +125,7 @@ fn resume_continues_bit_for_bit() {
     let (data, tmp) = setup();
     let d = data.path().to_str().unwrap();
     let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    // A small network: bit-identity does not depend on the size, and this also runs under QEMU.
     let common = [
         "train",
         "--data",
@@ -137,6 +138,8 @@ fn resume_continues_bit_for_bit() {
         "relu",
         "--seed",
         "3",
+        "--hidden",
+        "64,32",
     ];
     let whole = ok(&[&common[..], &["--iterations", "60", "--save", &p("whole")]].concat());
     let first = ok(&[
