@@ -12,10 +12,20 @@ fn main() {
     let threads = std::env::var("MATMUL_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4)
+        });
     mnist_mlp::gemm::set_threads(threads);
     for arch in [Arch::Seed, Arch::Relu] {
-        let cfg = BenchConfig { arch, hidden: DEFAULT_HIDDEN.to_vec(), batch: 128, steps: 200, threads };
+        let cfg = BenchConfig {
+            arch,
+            hidden: DEFAULT_HIDDEN.to_vec(),
+            batch: 128,
+            steps: 200,
+            threads,
+        };
         match run(&cfg) {
             Ok(report) => println!("{report}\n"),
             Err(e) => {
