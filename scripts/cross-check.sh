@@ -6,17 +6,19 @@
 #   1. host packages: docker.io, debootstrap, binutils-aarch64-linux-gnu (only those missing);
 #   2. dockerd, started in the background if no Docker engine answers (log in the cache dir);
 #   3. a Debian bullseye rootfs (`debootstrap --variant=minbase`: glibc 2.31 like cross's image,
-#      native gcc, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user), kept as a tarball
-#      in the cache dir, and `docker import`ed with the same linker/runner/CC/AR environment
-#      as cross's image;
+#      native gcc, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user, procps), kept as a
+#      tarball in the cache dir, and `docker import`ed with the same linker/runner/CC/AR
+#      environment as cross's image;
 #   4. cross 0.2.5 (`cargo install --locked`, into the cache dir; compiled in the background
 #      while 3. runs);
 #   5. `cargo fetch` on the host, then `cross build --release` and `cross test --release` with the
-#      containers off the network, the test data mounted and MNIST_MLP_TEST_SCALE=reduced;
+#      containers off the network, the test data mounted and MNIST_MLP_TEST_SCALE=reduced
+#      (Cross.toml forwards these and sets MNIST_MLP_TEST_RUNNER);
 #   6. a check that the binary needs no glibc symbol version newer than 2.31.
 #
-# Idempotent: the rootfs tarball, the image and cross are reused when present. The first run
-# takes ~15-20 min on 2 cores (debootstrap and compiling cross dominate).
+# Idempotent: the rootfs tarball, the image and cross are reused when present. Measured on
+# 2 cores: image and cross ~2-3 min (in parallel), build ~1 min, test ~16 min (building the
+# tests ~4 min, then the suite under QEMU), so ~20 min the first time and ~17 min after.
 #
 # Cross.toml is left as it is for users (cross's default image): this script selects its image
 # with CROSS_TARGET_AARCH64_UNKNOWN_LINUX_GNU_IMAGE.
@@ -26,8 +28,11 @@ readonly TARGET=aarch64-unknown-linux-gnu
 readonly CROSS_VERSION=0.2.5
 readonly SUITE=bullseye
 readonly MAX_GLIBC=2.31
-# Packages of the image, besides minbase. Native gcc: build scripts and proc macros.
-readonly IMAGE_PACKAGES=gcc,libc6-dev,gcc-aarch64-linux-gnu,libc6-dev-arm64-cross,binutils-aarch64-linux-gnu,qemu-user
+# Packages of the image, besides minbase. Native gcc: build scripts and proc macros. procps:
+# /bin/kill, which a test runs (minbase has only the shell builtin; under QEMU user mode a
+# missing program is not even a spawn error, the child just exits 127).
+readonly IMAGE_PACKAGES=gcc,libc6-dev,gcc-aarch64-linux-gnu,libc6-dev-arm64-cross,\
+binutils-aarch64-linux-gnu,qemu-user,procps
 # Environment of the image: what cross's own aarch64 image sets, minus what needs C++/cmake.
 # These CARGO_TARGET_* variables take precedence over .cargo/config.toml inside the container.
 readonly IMAGE_ENV=(
@@ -179,7 +184,8 @@ apt_get() {
 host_packages() {
   local pkgs=(docker.io debootstrap binutils-aarch64-linux-gnu) missing=() p
   for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$p")
   done
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
@@ -211,7 +217,10 @@ start_dockerd() {
 }
 
 # --- 3. the image --------------------------------------------------------------------------------
-mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
+mirror=${DEBIAN_MIRROR:-}
+if [[ -z "$mirror" && -r /etc/apt/sources.list.d/debian.sources ]]; then
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+fi
 mirror=${mirror:-http://deb.debian.org/debian}
 # The recipe's hash names the tarball and the image tag: changing the packages or the
 # environment above makes new ones instead of reusing stale ones.
@@ -229,7 +238,9 @@ build_rootfs() {
   if ! "${SUDO[@]}" debootstrap --variant=minbase --include="$IMAGE_PACKAGES" \
     "$SUITE" "$root" "$mirror" >"$cache/debootstrap.log" 2>&1; then
     tail -n 30 "$cache/debootstrap.log" >&2
-    [[ -f "$root/debootstrap/debootstrap.log" ]] && tail -n 30 "$root/debootstrap/debootstrap.log" >&2
+    if [[ -f "$root/debootstrap/debootstrap.log" ]]; then
+      tail -n 30 "$root/debootstrap/debootstrap.log" >&2
+    fi
     die "debootstrap failed"
   fi
   # Smaller image: no downloaded .debs, no package lists (the image never runs apt).
@@ -237,6 +248,8 @@ build_rootfs() {
   "${SUDO[@]}" tar --numeric-owner -C "$root" -cf "$rootfs_tar.part" .
   mv "$rootfs_tar.part" "$rootfs_tar"
   "${SUDO[@]}" rm -rf "$root"
+  # Tarballs of earlier recipes are stale.
+  find "$cache" -maxdepth 1 -name "rootfs-$SUITE-*.tar" ! -name "${rootfs_tar##*/}" -delete
 }
 
 import_image() {
@@ -244,16 +257,24 @@ import_image() {
     log "reusing image $image"
     return 0
   fi
-  local changes=() kv
+  local changes=() kv old_id
+  # With --rebuild-image: the image that the tag names now, removed once the tag moves on.
+  old_id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
   for kv in "${IMAGE_ENV[@]}"; do
     # ENV KEY="value": the value may hold spaces (the runner).
     changes+=(--change "ENV ${kv%%=*}=\"${kv#*=}\"")
   done
   docker import "${changes[@]}" --change 'CMD ["/bin/bash"]' "$rootfs_tar" "$image" >/dev/null
-  # The toolchain the image promises: cross gcc, sysroot, QEMU, native cc.
+  # The toolchain the image promises: cross gcc, sysroot, QEMU, native cc, kill.
   docker run --rm --network none "$image" sh -c \
     'aarch64-linux-gnu-gcc --version | head -n1 && qemu-aarch64 --version | head -n1 &&
-     cc --version | head -n1 && ldd --version | head -n1'
+     cc --version | head -n1 && ldd --version | head -n1 && test -x /bin/kill'
+  # Images of earlier recipes are stale (kept if a container still uses one).
+  docker image ls --format '{{.Repository}}:{{.Tag}}' "${image%%:*}" | grep -vxF "$image" |
+    xargs -r docker image rm >/dev/null 2>&1 || true
+  if [[ -n "$old_id" ]]; then
+    docker image rm "$old_id" >/dev/null 2>&1 || true
+  fi
 }
 
 # --- 4. cross ------------------------------------------------------------------------------------
@@ -280,7 +301,8 @@ make_rustup_wrapper() {
 # rustup wrapper for cross $CROSS_VERSION (see scripts/cross-check.sh).
 if [ "\$1" = toolchain ] && [ "\$2" = list ]; then
   out=\$("$real" "\$@") || exit \$?
-  printf '%s\n' "\$out" | sed -E 's/ \\((active|default|override)(, *(active|default|override))*\\)\$//'
+  printf '%s\n' "\$out" |
+    sed -E 's/ \\((active|default|override)(, *(active|default|override))*\\)\$//'
   exit 0
 fi
 exec "$real" "\$@"
@@ -326,7 +348,8 @@ check_glibc() {
   local bin=$target_dir/$TARGET/release/mnist-mlp versions newest
   [[ -x "$bin" ]] || die "no binary at $bin"
   file "$bin" 2>/dev/null || true
-  versions=$(aarch64-linux-gnu-objdump -T "$bin" | grep -oE 'GLIBC_[0-9]+(\.[0-9]+)+' | sed 's/^GLIBC_//' | sort -uV)
+  versions=$(aarch64-linux-gnu-objdump -T "$bin" | grep -oE 'GLIBC_[0-9]+(\.[0-9]+)+' |
+    sed 's/^GLIBC_//' | sort -uV)
   [[ -n "$versions" ]] || die "no GLIBC symbol versions found in $bin"
   newest=$(tail -n1 <<<"$versions")
   log "glibc versions required: $(tr '\n' ' ' <<<"$versions")"
@@ -356,7 +379,8 @@ if ! wait "$cross_job"; then
   die "cargo install cross failed"
 fi
 cross_job=""
-timings+=("$(printf '%-28s %5ss  (in parallel with the two above)' "$current_stage" "$(cat "$tmp/cross-seconds")")")
+timings+=("$(printf '%-28s %5ss  (in parallel with the two above)' "$current_stage" \
+  "$(cat "$tmp/cross-seconds")")")
 current_stage=""
 make_rustup_wrapper
 stage "rustup target, cargo fetch" prepare_host

@@ -457,10 +457,9 @@ fn ctrl_c_checkpoints_and_exits_130() {
         std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     }
     assert!(line.starts_with("Iteration"), "{line}");
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    // SAFETY: kill(2) on our own child's pid, which stays valid until we wait for it.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
