@@ -3,10 +3,11 @@
 //! [`write_atomic`] writes to a temporary file in the target's directory, fsyncs it, renames it
 //! over the target and fsyncs the directory: at every instant the path holds either the old
 //! complete file or the new complete one. On failure the temporary file is removed and the
-//! old file is untouched. [`FileLock`] keeps two runs from writing the same file.
+//! old file is untouched. [`FileLock`] keeps two runs from writing the same file, and
+//! [`read_bounded`] reads a small input file without trusting its size.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -22,6 +23,52 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Why [`read_bounded`] refused a file; each caller words it for its kind of file.
+#[derive(Debug)]
+pub enum ReadError {
+    /// No such file.
+    NotFound,
+    /// A directory (`dir`) or another non-regular file.
+    NotRegular {
+        /// Whether it is a directory.
+        dir: bool,
+    },
+    /// Larger than allowed (`bytes` is its size, or the bytes read before stopping).
+    TooLarge {
+        /// The size seen.
+        bytes: u64,
+    },
+    /// The operating system refused.
+    Io(io::Error),
+}
+
+/// The whole content of the regular file `path`, refused if larger than `max` bytes. Reads
+/// at most `max + 1` bytes whatever the file claims, so a file that grows meanwhile cannot
+/// make it allocate more.
+pub fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, ReadError> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ReadError::NotFound,
+        _ => ReadError::Io(e),
+    })?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular { dir: meta.is_dir() });
+    }
+    if meta.len() > max {
+        return Err(ReadError::TooLarge { bytes: meta.len() });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    io::Read::take(file, max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > max {
+        return Err(ReadError::TooLarge {
+            bytes: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
 }
 
 /// An exclusive advisory lock (`flock`) on `PATH.lock`, held until dropped: a second process
@@ -114,6 +161,30 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn bounded_reads_refuse_what_they_should() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, b"0123456789").unwrap();
+        assert_eq!(read_bounded(&p, 10).unwrap(), b"0123456789");
+        assert!(matches!(
+            read_bounded(&p, 9),
+            Err(ReadError::TooLarge { bytes: 10 })
+        ));
+        assert!(matches!(
+            read_bounded(dir.path(), 9),
+            Err(ReadError::NotRegular { dir: true })
+        ));
+        assert!(matches!(
+            read_bounded(Path::new("/dev/null"), 9),
+            Err(ReadError::NotRegular { dir: false })
+        ));
+        assert!(matches!(
+            read_bounded(&dir.path().join("none"), 9),
+            Err(ReadError::NotFound)
+        ));
     }
 
     #[test]

@@ -6,11 +6,10 @@
 //! else (another size, real transparency) is refused with a message saying what to do. No
 //! resizing: a digit scaled by a guess is a wrong answer waiting to happen.
 
-use std::fs::File;
-use std::io::{BufReader, Read};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::fsio::{read_bounded, ReadError};
 
 /// Image side the network expects.
 pub const SIDE: usize = 28;
@@ -20,27 +19,15 @@ const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// Reads `path` as a 28×28 grayscale digit, white on black (after `invert` if set).
 pub fn read_digit(path: &Path, invert: bool) -> Result<Vec<u8>> {
-    let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::image(path, "no such image file"),
-        _ => Error::io(path, e),
-    })?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::image(path, "not a regular file"));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(Error::image(
+    let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::NotFound => Error::image(path, "no such image file"),
+        ReadError::NotRegular { .. } => Error::image(path, "not a regular file"),
+        ReadError::TooLarge { bytes } => Error::image(
             path,
-            format!(
-                "{} bytes is too large for a {SIDE}×{SIDE} digit image",
-                meta.len()
-            ),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    BufReader::new(file)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(path, e))?;
+            format!("{bytes} bytes is too large for a {SIDE}×{SIDE} digit image"),
+        ),
+        ReadError::Io(e) => Error::io(path, e),
+    })?;
     let (w, h, mut pixels) = match bytes.get(..2) {
         Some(b"P2") | Some(b"P5") => pgm(&bytes).map_err(|p| Error::image(path, p))?,
         Some(&[0x89, b'P']) => png(&bytes).map_err(|p| Error::image(path, p))?,

@@ -17,7 +17,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
-use crate::fsio::write_atomic;
+use crate::fsio::{read_bounded, write_atomic, ReadError};
 use crate::model::{Arch, Layout, Mlp, MAX_PARAMS};
 
 /// Value of the `format` metadata key.
@@ -132,23 +132,18 @@ pub fn save_model(path: &Path, model: &Mlp, facts: &[(&str, String)]) -> Result<
 /// Loads a network from `path`. `extras` lists the extra tensors allowed (and kept); any other
 /// tensor is an error.
 pub fn load(path: &Path, extras: &[&str]) -> Result<Loaded> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::model(path, "no such file"),
-        _ => Error::io(path, e),
-    })?;
-    if meta.is_dir() {
-        return Err(Error::model(path, "is a directory, not a model file"));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(Error::model(
+    let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::NotFound => Error::model(path, "no such file"),
+        ReadError::NotRegular { dir: true } => {
+            Error::model(path, "is a directory, not a model file")
+        }
+        ReadError::NotRegular { dir: false } => Error::model(path, "not a regular file"),
+        ReadError::TooLarge { bytes } => Error::model(
             path,
-            format!(
-                "{} bytes is larger than any mnist-mlp model ({MAX_FILE_BYTES} at most)",
-                meta.len()
-            ),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            format!("{bytes} bytes is larger than any mnist-mlp model ({MAX_FILE_BYTES} at most)"),
+        ),
+        ReadError::Io(e) => Error::io(path, e),
+    })?;
     decode(path, &bytes, extras)
 }
 
