@@ -113,7 +113,37 @@ impl FileLock {
                 }
             });
         }
+        remove_stale_temps(path);
         Ok(FileLock { _file: file })
+    }
+}
+
+/// Removes the temporary files of earlier writers of `path` that were killed mid-write
+/// (`.NAME.tmp-PID`). Only safe while holding the [`FileLock`] for `path`: then no live
+/// process is writing one.
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => log::info!(
+                    "removed {} left by a writer that was killed",
+                    entry.path().display()
+                ),
+                Err(e) => log::warn!("cannot remove stale {}: {e}", entry.path().display()),
+            }
+        }
     }
 }
 

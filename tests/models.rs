@@ -560,3 +560,79 @@ fn metrics_file_records_every_log_step_and_the_test_accuracy() {
     let acc = out.lines().last().unwrap().rsplit(' ').next().unwrap();
     assert_eq!(rows[4], format!("30,,,{acc},,"), "{text}");
 }
+
+/// Killed at any moment, even mid-save: the checkpoint on disk is always a complete one that
+/// loads (the previous or the new), never a torn file; and no run ever sees a half-written one.
+#[test]
+fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
+    let (data, tmp) = setup();
+    let ck = tmp.path().join("ck");
+    let d = data.path().to_str().unwrap();
+    let mut rng = mnist_mlp::rng::Rng::new(99);
+    let rounds = if reduced() { 5 } else { 20 };
+    let mut seen_iterations = Vec::new();
+    for round in 0..rounds {
+        let mut child = bin()
+            .args([
+                "train",
+                "--data",
+                d,
+                "--iterations",
+                "100000",
+                "--batch",
+                "16",
+                "--hidden",
+                "32",
+            ])
+            .args([
+                "--checkpoint",
+                ck.to_str().unwrap(),
+                "--checkpoint-every",
+                "1",
+                "--log-every",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Let it reach the loop (first line), then kill it after a random delay.
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(line.starts_with("Iteration 0"), "round {round}: {line}");
+        std::thread::sleep(std::time::Duration::from_micros(rng.below(30_000)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let f = model_file::load(&ck, &["adam.m", "adam.v", "data.order"])
+            .unwrap_or_else(|e| panic!("round {round}: the checkpoint does not load: {e}"));
+        assert_eq!(f.metadata["kind"], "checkpoint");
+        seen_iterations.push(f.metadata["iteration"].parse::<usize>().unwrap());
+    }
+    eprintln!("checkpoint iterations seen after each kill: {seen_iterations:?}");
+    // A resumed run carries on from the last complete checkpoint, and (holding the lock, so
+    // no live writer exists) removes the temporary files killed writers left behind.
+    let c = ck.to_str().unwrap();
+    ok(&[
+        "train",
+        "--data",
+        d,
+        "--iterations",
+        "1",
+        "--resume",
+        c,
+        "--checkpoint",
+        c,
+    ]);
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains(".tmp-")),
+        "temporary files left: {names:?}"
+    );
+}
