@@ -570,6 +570,20 @@ fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
     let d = data.path().to_str().unwrap();
     let mut rng = mnist_mlp::rng::Rng::new(99);
     let rounds = if reduced() { 5 } else { 20 };
+    // A first complete checkpoint: from then on every kill must leave the previous or a new one.
+    ok(&[
+        "train",
+        "--data",
+        d,
+        "--iterations",
+        "2",
+        "--batch",
+        "16",
+        "--hidden",
+        "32",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+    ]);
     let mut seen_iterations = Vec::new();
     for round in 0..rounds {
         let mut child = bin()
