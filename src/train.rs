@@ -310,6 +310,11 @@ impl Trainer {
         )
     }
 
+    /// The learning rate the last [`Trainer::step`] used.
+    pub fn last_learning_rate(&self) -> f32 {
+        self.adam.lr
+    }
+
     /// The learning rate of the current iteration.
     pub fn learning_rate_now(&self) -> f32 {
         self.cfg
@@ -456,7 +461,6 @@ pub fn run(
     for i in first..iterations {
         trainer.step(train)?;
         if i % cfg.log_every == 0 {
-            let lr = cfg.schedule.rate(cfg.learning_rate(), i, iterations);
             let (loss, accuracy) = trainer.batch_metrics();
             let line = LogLine {
                 iteration: i,
@@ -466,7 +470,7 @@ pub fn run(
             observe(Event::Log(&Progress {
                 line,
                 elapsed: start.elapsed(),
-                lr,
+                lr: trainer.last_learning_rate(),
             }));
         }
         let done = i + 1;
