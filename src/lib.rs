@@ -27,6 +27,7 @@ pub mod loss;
 pub mod model;
 pub mod model_file;
 pub mod optim;
+pub mod pool;
 pub mod report;
 pub mod rng;
 pub mod sysinfo;

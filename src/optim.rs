@@ -4,7 +4,13 @@
 //! `θ ← θ − lr_t · m / (√v + ε)` with `lr_t = lr · √(1 − β2ᵗ) / (1 − β1ᵗ)`:
 //! the bias correction is folded into the step size and ε is added to the uncorrected `√v`
 //! ("epsilon hat" in the Adam paper), exactly TensorFlow's `ApplyAdam` kernel. One loop over
-//! all parameters, which the compiler vectorizes (`fsqrt`/`fdiv` on `.4s` lanes with NEON).
+//! all parameters, which the compiler vectorizes (`fsqrt`/`fdiv` on `.4s` lanes with NEON), split
+//! in chunks over the thread pool.
+
+use crate::pool::{self, SharedMut};
+
+/// Parameters per unit of work when the update is split over threads (64 KiB of each buffer).
+const CHUNK: usize = 1 << 14;
 
 /// Adam's state: hyper-parameters, step count and the two moment buffers.
 #[derive(Clone, Debug)]
@@ -53,16 +59,26 @@ impl Adam {
         self.t += 1;
         let lr_t = self.step_size(self.t);
         let (c1, c2, eps) = (1.0 - self.beta1, 1.0 - self.beta2, self.eps);
-        for (((p, &g), m), v) in params
-            .iter_mut()
-            .zip(grads)
-            .zip(self.m.iter_mut())
-            .zip(self.v.iter_mut())
-        {
-            *m += (g - *m) * c1;
-            *v += (g * g - *v) * c2;
-            *p -= lr_t * *m / (v.sqrt() + eps);
-        }
+        let (params, ms, vs) = (
+            SharedMut::new(params),
+            SharedMut::new(&mut self.m),
+            SharedMut::new(&mut self.v),
+        );
+        pool::chunks(grads.len(), CHUNK, &|r| {
+            // SAFETY: the chunks of one job are disjoint ranges.
+            let (p, m, v) = unsafe {
+                (
+                    params.part(r.clone()),
+                    ms.part(r.clone()),
+                    vs.part(r.clone()),
+                )
+            };
+            for (((p, &g), m), v) in p.iter_mut().zip(&grads[r]).zip(m).zip(v) {
+                *m += (g - *m) * c1;
+                *v += (g * g - *v) * c2;
+                *p -= lr_t * *m / (v.sqrt() + eps);
+            }
+        });
     }
 }
 

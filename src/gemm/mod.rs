@@ -1,16 +1,25 @@
-//! The crate's one door to `matrixmultiply::sgemm`, and its naive twin.
+//! Matrix products: the crate's own cache-blocked GEMM, its portable fallback, and a naive twin.
 //!
-//! Every matrix is a contiguous row-major `f32` slice. A transposed operand is read through
-//! swapped strides: nothing is ever copied to transpose it. Shapes are checked here, once, so
-//! the single `unsafe` call below is sound for any arguments a caller can pass; a wrong shape is
-//! a bug in the caller and panics with the shapes involved.
+//! Every matrix is a contiguous row-major `f32` slice. A transposed operand is read through its
+//! layout when packed: nothing is transposed in place. Shapes are checked here, once, so the
+//! `unsafe` code below is sound for any arguments a caller can pass; a wrong shape is a bug in
+//! the caller and panics with the shapes involved.
 //!
-//! Threads: matrixmultiply's `threading` feature splits large products over up to 4 threads.
-//! Each output block is computed by one thread in a fixed order, so results are bit-identical
-//! whatever the thread count. The count is read once per process from `MATMUL_NUM_THREADS`;
-//! [`set_threads`] sets it and must run before the first product.
+//! Where this CPU has a micro-kernel (AVX2+FMA on x86_64, NEON on aarch64) the product is the
+//! blocked loop nest of [`blocked`] over it, split over the crate's thread [`pool`]; it keeps
+//! its packing buffers between calls, so the training loop allocates nothing. Elsewhere it is
+//! `matrixmultiply::sgemm`, which is also the oracle the kernels are tested against. Either way
+//! each output element is computed by one thread in a fixed order: results are bit-identical
+//! whatever the thread count.
+//!
+//! [`pool`]: crate::pool
 
-use std::sync::atomic::{AtomicBool, Ordering};
+mod blocked;
+mod kernel;
+
+use std::sync::OnceLock;
+
+pub use crate::pool::MAX_THREADS;
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,20 +30,39 @@ pub enum Trans {
     Yes,
 }
 
-/// Most threads matrixmultiply 0.3 will use, whatever it is asked for.
-pub const MAX_THREADS: usize = 4;
-
-static STARTED: AtomicBool = AtomicBool::new(false);
-
-/// Asks matrixmultiply to use `n` threads (clamped to 1..=[`MAX_THREADS`]). Returns the number
-/// it will use, or `None` if a product already ran and the pool is fixed.
+/// Sets the number of threads products (and the other split loops) use, clamped to
+/// 1..=[`MAX_THREADS`]. Returns the count that will be used, or `None` if the thread pool
+/// already started and its size is fixed.
 pub fn set_threads(n: usize) -> Option<usize> {
-    if STARTED.load(Ordering::Relaxed) {
-        return None;
-    }
-    let n = n.clamp(1, MAX_THREADS);
+    let n = crate::pool::set_threads(n)?;
+    // The fallback reads its own count once per process.
     std::env::set_var("MATMUL_NUM_THREADS", n.to_string());
     Some(n)
+}
+
+/// The environment variable that forces the portable fallback (`MNIST_MLP_GEMM=fallback`), to
+/// compare the two on one machine or to rule the kernels out when chasing a problem.
+pub const GEMM_ENV: &str = "MNIST_MLP_GEMM";
+
+fn kernel() -> Option<&'static kernel::Kernel> {
+    static KERNEL: OnceLock<Option<kernel::Kernel>> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| match std::env::var(GEMM_ENV).as_deref() {
+            Ok("fallback") => None,
+            _ => kernel::select(),
+        })
+        .as_ref()
+}
+
+/// The code that runs the products on this CPU, e.g. `"avx2+fma 6x16"`, `"neon 8x8"`, or the
+/// fallback's name.
+pub fn kernel_name() -> &'static str {
+    kernel().map_or("matrixmultiply (portable fallback)", |k| k.name)
+}
+
+/// Whether products run on the crate's own kernel (and so never allocate).
+pub fn has_native_kernel() -> bool {
+    kernel().is_some()
 }
 
 /// `c = alpha · op(a) · op(b) + beta · c`, with `op(a)` of shape `(m, k)`, `op(b)` of shape
@@ -55,6 +83,24 @@ pub fn gemm(
     beta: f32,
     c: &mut [f32],
 ) {
+    check_shapes(m, n, k, a, b, c);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // An empty sum: c = beta · c, and beta == 0 ignores c.
+        for v in c.iter_mut() {
+            *v = if beta == 0.0 { 0.0 } else { beta * *v };
+        }
+        return;
+    }
+    match kernel() {
+        Some(kern) => blocked::gemm(kern, (ta, tb), (m, n, k), alpha, a, b, beta, c),
+        None => gemm_fallback(ta, tb, m, n, k, alpha, a, b, beta, c),
+    }
+}
+
+fn check_shapes(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f32]) {
     assert_eq!(
         a.len(),
         m * k,
@@ -73,6 +119,24 @@ pub fn gemm(
         "gemm: c has {} elements, expected {m}×{n}",
         c.len()
     );
+}
+
+/// The same product by `matrixmultiply::sgemm` (the portable fallback, and the oracle of the
+/// crate's kernels). Allocates its packing buffers on every call.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_fallback(
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
+    check_shapes(m, n, k, a, b, c);
     if m == 0 || n == 0 {
         return;
     }
@@ -85,7 +149,6 @@ pub fn gemm(
         Trans::No => (n, 1),
         Trans::Yes => (1, k),
     };
-    STARTED.store(true, Ordering::Relaxed);
     // SAFETY: the asserts above give a.len() == m·k, b.len() == k·n and c.len() == m·n. With the
     // strides chosen, the largest offset read from `a` is (m−1)·rsa + (k−1)·csa = m·k − 1 in both
     // layouts (likewise for `b`), and the largest written in `c` is (m−1)·n + n−1 = m·n − 1, so
@@ -196,6 +259,55 @@ mod tests {
             }
         }
         assert!(cases > 400, "{cases} cases");
+    }
+
+    /// Shapes past every blocking size of every kernel (kc 256, mc 528, nc 1024) and with edge
+    /// tiles on both sides, against the fallback; then the same product again must give the
+    /// same bits (the packing buffers are reused, stale data must not leak in).
+    #[test]
+    fn blocked_product_matches_the_fallback_across_block_edges() {
+        let mut rng = Rng::new(7);
+        for (m, n, k) in [
+            (530, 17, 260),
+            (9, 1041, 20),
+            (600, 33, 257),
+            (128, 10, 784),
+        ] {
+            for (ta, tb) in [
+                (Trans::No, Trans::Yes),
+                (Trans::Yes, Trans::No),
+                (Trans::No, Trans::No),
+            ] {
+                let a = random(m * k, &mut rng);
+                let b = random(k * n, &mut rng);
+                let c0 = random(m * n, &mut rng);
+                let (mut fast, mut oracle) = (c0.clone(), c0.clone());
+                gemm(ta, tb, m, n, k, 0.75, &a, &b, -1.5, &mut fast);
+                gemm_fallback(ta, tb, m, n, k, 0.75, &a, &b, -1.5, &mut oracle);
+                let tol = 2e-6 * k as f32;
+                for (idx, (x, y)) in fast.iter().zip(&oracle).enumerate() {
+                    assert!(
+                        (x - y).abs() <= tol,
+                        "{ta:?}{tb:?} {m}×{n}×{k} [{idx}]: {x} vs {y}"
+                    );
+                }
+                let mut again = c0.clone();
+                gemm(ta, tb, m, n, k, 0.75, &a, &b, -1.5, &mut again);
+                assert!(fast
+                    .iter()
+                    .zip(&again)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()));
+            }
+        }
+    }
+
+    #[test]
+    fn empty_inner_dimension_scales_c() {
+        let mut c = [1.0, -2.0];
+        gemm(Trans::No, Trans::No, 1, 2, 0, 1.0, &[], &[], 3.0, &mut c);
+        assert_eq!(c, [3.0, -6.0]);
+        gemm(Trans::No, Trans::No, 1, 2, 0, 1.0, &[], &[], 0.0, &mut c);
+        assert_eq!(c, [0.0, 0.0]);
     }
 
     #[test]
