@@ -1,0 +1,429 @@
+//! Soak test: a long `train --arch relu` run on Fashion-MNIST with a checkpoint every 500
+//! iterations, watched from outside through `/proc/PID` every 100 ms. Memory must stay flat
+//! once training has settled, no file descriptor or thread may leak, the checkpoint directory
+//! must end up holding only the checkpoint and its lock file, and the final checkpoint must
+//! load and give the run's test accuracy.
+//!
+//! Ignored by default (it trains for a minute or more); `scripts/soak.sh [EPOCHS]` runs it
+//! and prints the RSS curve. `MNIST_MLP_SOAK_EPOCHS` sets the length (default 20, at least 3:
+//! flatness is judged from the end of epoch 2). `MNIST_MLP_TEST_SCALE=reduced` (emulation)
+//! trains on the first 12,000 images and checkpoints every 50 iterations instead, so a
+//! short run still crosses several checkpoints. Linux only: it reads `/proc`.
+//!
+//! What "flat" means here: the peak RSS (`VmHWM`) when the run exits (after 18 more epochs,
+//! 17 more periodic checkpoints, the final checkpoint and the test evaluation) is at most its
+//! value at the end of epoch 2 plus [`RSS_TOLERANCE`] (2 MiB). The baseline already holds a
+//! checkpoint save (iteration 500), whose buffers are the run's largest transient (about
+//! 17 MiB over a 67 MiB floor for a 6.7 MiB checkpoint), so later saves are compared like
+//! with like. The RSS between saves is printed but not compared: the allocator may keep the
+//! freed checkpoint buffers for the next save instead of returning them (one run sat at the
+//! higher level from epoch 15 to the end, its peak unchanged), so it may show either level
+//! without any leak. The peak catches a leak all the same: leaked memory raises the floor
+//! under every later save, and with it the peak.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mnist_mlp::model_file;
+
+/// Allowed growth of RSS after epoch 2. Large enough for what may legitimately appear late
+/// without any leak: pages of the binary's code first run at the end (final checkpoint,
+/// evaluation; the whole stripped binary is about 2 MiB) and a few pages of allocator
+/// bookkeeping. Small enough that a leaked checkpoint buffer (7 MiB for this network) fails
+/// at once, and so does any steady leak above about 250 bytes per iteration over 20 epochs
+/// (tests/alloc.rs pins the allocations of an iteration exactly, for smaller ones).
+const RSS_TOLERANCE: u64 = 2 << 20;
+
+/// Time between two samples of `/proc/PID`.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Fashion-MNIST's training set.
+const FULL_TRAIN: usize = 60_000;
+
+/// One look at the child.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// Seconds since the child started.
+    t: f64,
+    /// Iterations finished (from the progress lines read so far).
+    done: usize,
+    /// `VmRSS`, `VmHWM`, `RssAnon`, `RssFile`, in bytes.
+    rss: u64,
+    hwm: u64,
+    anon: u64,
+    file: u64,
+    /// Entries of `/proc/PID/fd`.
+    fds: usize,
+    /// `Threads`.
+    threads: usize,
+    /// The checkpoint file's identity (inode, mtime in ns), if it exists: changes at each save.
+    checkpoint: Option<(u64, i64)>,
+}
+
+/// `/proc/PID/status` and `/proc/PID/fd`, or `None` once the process is gone (a zombie has
+/// no memory lines).
+fn sample(pid: u32, t: f64, done: usize, ck: &Path) -> Option<Sample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].split_whitespace().next()?.parse().ok()
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    Some(Sample {
+        t,
+        done,
+        rss: field("VmRSS:")? * 1024,
+        hwm: field("VmHWM:")? * 1024,
+        anon: field("RssAnon:")? * 1024,
+        file: field("RssFile:")? * 1024,
+        fds,
+        threads: field("Threads:")? as usize,
+        checkpoint: std::fs::metadata(ck)
+            .ok()
+            .map(|m| (m.ino(), m.mtime() * 1_000_000_000 + m.mtime_nsec())),
+    })
+}
+
+/// Every sample as CSV (sizes in KiB), for plotting.
+fn write_trace(path: &Path, samples: &[Sample]) {
+    let mut csv =
+        String::from("t_s,iteration,vmrss_kib,vmhwm_kib,rssanon_kib,rssfile_kib,fds,threads\n");
+    for s in samples {
+        csv += &format!(
+            "{:.3},{},{},{},{},{},{},{}\n",
+            s.t,
+            s.done,
+            s.rss >> 10,
+            s.hwm >> 10,
+            s.anon >> 10,
+            s.file >> 10,
+            s.fds,
+            s.threads
+        );
+    }
+    std::fs::write(path, csv).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+/// One line of the curve; `range` is the lowest and highest VmRSS seen during the epoch.
+fn row(label: &str, s: &Sample, range: Option<(u64, u64)>) -> String {
+    let range = range.map_or(String::new(), |(lo, hi)| {
+        format!("{:.1}-{:.1}", mib(lo), mib(hi))
+    });
+    format!(
+        "{label:>10} {:>6} {:>7.1} {:>8.1} {range:>11} {:>8.1} {:>8.1} {:>8.1} {:>4} {:>4}",
+        s.done,
+        s.t,
+        mib(s.rss),
+        mib(s.hwm),
+        mib(s.anon),
+        mib(s.file),
+        s.fds,
+        s.threads
+    )
+}
+
+/// The length of the soak in epochs: `MNIST_MLP_SOAK_EPOCHS`, default 20.
+fn epochs() -> usize {
+    let epochs = match std::env::var("MNIST_MLP_SOAK_EPOCHS") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("MNIST_MLP_SOAK_EPOCHS must be a number, not {v:?}")),
+        Err(_) => 20,
+    };
+    assert!(
+        epochs >= 3,
+        "MNIST_MLP_SOAK_EPOCHS must be at least 3: flatness is judged from the end of epoch 2"
+    );
+    epochs
+}
+
+#[test]
+#[ignore = "long: run by scripts/soak.sh"]
+fn long_run_keeps_memory_flat_and_leaks_nothing() {
+    let epochs = epochs();
+    let fashion = shared_data("fashion-mnist");
+    let (subset_dir, n_train, checkpoint_every) = if reduced() {
+        (Some(subset(&fashion, 12_000, 2_000)), 12_000, 50)
+    } else {
+        (None, FULL_TRAIN, 500)
+    };
+    let data = subset_dir.as_ref().map_or(fashion.as_path(), |d| d.path());
+    let batch = 128;
+    let total = (epochs * n_train).div_ceil(batch);
+    // Iterations finished at the end of epoch `e` (an epoch may end inside a batch).
+    let epoch_end = |e: usize| (e * n_train).div_ceil(batch);
+
+    let ck_dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let ck = ck_dir.path().join("ck.safetensors");
+    let metrics = other.path().join("metrics.csv");
+    let args = [
+        "train".to_string(),
+        "--data".into(),
+        data.display().to_string(),
+        "--arch".into(),
+        "relu".into(),
+        "--epochs".into(),
+        epochs.to_string(),
+        "--checkpoint".into(),
+        ck.display().to_string(),
+        "--checkpoint-every".into(),
+        checkpoint_every.to_string(),
+        "--log-every".into(),
+        "1".into(),
+        "--metrics".into(),
+        metrics.display().to_string(),
+    ];
+    eprintln!("soak: mnist-mlp {} ({total} iterations)", args.join(" "));
+
+    let started = Instant::now();
+    let mut child = bin()
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mnist-mlp");
+    let pid = child.id();
+
+    // The clock of the run: every progress line ("Iteration i ...", printed after step i)
+    // advances the count of finished iterations.
+    let done = Arc::new(AtomicUsize::new(0));
+    let stdout = child.stdout.take().unwrap();
+    let out_reader = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                if let Some(i) = line
+                    .strip_prefix("Iteration ")
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|i| i.parse::<usize>().ok())
+                {
+                    done.store(i + 1, Ordering::SeqCst);
+                }
+                lines.push(line);
+            }
+            lines
+        })
+    };
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+
+    let mut samples: Vec<Sample> = Vec::new();
+    let status = loop {
+        let t = started.elapsed().as_secs_f64();
+        if let Some(s) = sample(pid, t, done.load(Ordering::SeqCst), &ck) {
+            samples.push(s);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(SAMPLE_EVERY);
+    };
+    let wall = started.elapsed();
+    let lines = out_reader.join().unwrap();
+    let err = err_reader.join().unwrap();
+
+    // The run itself.
+    assert!(status.success(), "mnist-mlp exited with {status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let progress = lines.iter().filter(|l| l.starts_with("Iteration ")).count();
+    assert_eq!(progress, total, "one progress line per iteration: {err}");
+    let accuracy = lines
+        .last()
+        .and_then(|l| l.strip_prefix("Accuracy on test set: "))
+        .unwrap_or_else(|| panic!("no test accuracy at the end: {:?}", lines.last()))
+        .to_string();
+
+    // The curve: start, end of each epoch, end of training, last sample before exit.
+    let after_epoch = |e: usize| samples.iter().rev().find(|s| s.done <= epoch_end(e));
+    eprintln!(
+        "\nsoak: {} samples every {} ms, {:.1} s wall, test accuracy {accuracy}",
+        samples.len(),
+        SAMPLE_EVERY.as_millis(),
+        wall.as_secs_f64()
+    );
+    eprintln!(
+        "{:>10} {:>6} {:>7} {:>8} {:>11} {:>8} {:>8} {:>8} {:>4} {:>4}",
+        "", "iter", "t s", "VmRSS", "in epoch", "VmHWM", "RssAnon", "RssFile", "fds", "thr"
+    );
+    eprintln!(
+        "{:>10} {:>6} {:>7} {:>8} {:>11} {:>8} {:>8} {:>8}",
+        "", "", "", "MiB", "MiB", "MiB", "MiB", "MiB"
+    );
+    let first = samples.first().expect("no sample of the running process");
+    let last = samples.last().unwrap();
+    eprintln!("{}", row("start", first, None));
+    for e in 1..=epochs {
+        let during = samples
+            .iter()
+            .filter(|s| s.done > epoch_end(e - 1) && s.done <= epoch_end(e));
+        let range = during.fold(None, |r: Option<(u64, u64)>, s| {
+            Some(r.map_or((s.rss, s.rss), |(lo, hi)| (lo.min(s.rss), hi.max(s.rss))))
+        });
+        if let Some(s) = after_epoch(e) {
+            eprintln!("{}", row(&format!("epoch {e}"), s, range));
+        }
+    }
+    eprintln!("{}", row("exit", last, None));
+
+    // Enough samples to judge: the run was seen in every epoch, and up to its end.
+    for e in 1..=epochs {
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.done > epoch_end(e - 1) && s.done <= epoch_end(e)),
+            "no sample during epoch {e}: the run was too fast to watch"
+        );
+    }
+    assert_eq!(last.done, total, "no sample after the last iteration");
+
+    // Memory is flat from the end of epoch 2 on: the peak then (which includes the first
+    // checkpoint save's buffers) is the peak of the whole run.
+    assert!(
+        checkpoint_every < epoch_end(2),
+        "the baseline must include a checkpoint save"
+    );
+    let base = *after_epoch(2).unwrap();
+    let later = samples.iter().filter(|s| s.done > base.done);
+    let max_rss = later.max_by_key(|s| s.rss).unwrap();
+    eprintln!(
+        "soak: after epoch 2: VmHWM {:.2} -> {:.2} MiB (+{:.2}, tolerance {:.0}); VmRSS max {:.2} MiB \
+         (iteration {}); RssAnon {:.2} -> {:.2} MiB; RssFile {:.2} -> {:.2} MiB",
+        mib(base.hwm),
+        mib(last.hwm),
+        mib(last.hwm.saturating_sub(base.hwm)),
+        mib(RSS_TOLERANCE),
+        mib(max_rss.rss),
+        max_rss.done,
+        mib(base.anon),
+        mib(last.anon),
+        mib(base.file),
+        mib(last.file),
+    );
+    if let Ok(path) = std::env::var("MNIST_MLP_SOAK_CSV") {
+        write_trace(Path::new(&path), &samples);
+        eprintln!("soak: every sample written to {path}");
+    }
+    assert!(
+        last.hwm <= base.hwm + RSS_TOLERANCE,
+        "peak RSS grew after epoch 2: {:.2} MiB at its end, {:.2} MiB at the exit",
+        mib(base.hwm),
+        mib(last.hwm)
+    );
+
+    // No descriptor or thread leaks: once training runs, the counts stay those of its first
+    // iterations, except one file open for a moment while a checkpoint is written (the
+    // temporary file, then the directory for its fsync).
+    let running: Vec<&Sample> = samples.iter().filter(|s| s.done >= 1).collect();
+    let fds0 = running.first().expect("no sample while training").fds;
+    let threads0 = running.first().unwrap().threads;
+    let fds: BTreeSet<usize> = running.iter().map(|s| s.fds).collect();
+    let threads: BTreeSet<usize> = running.iter().map(|s| s.threads).collect();
+    eprintln!("soak: fds while training {fds:?}, threads {threads:?}");
+    for s in &running {
+        assert!(
+            s.fds <= fds0 + 1,
+            "{} open files at iteration {}, {fds0} at the start of training",
+            s.fds,
+            s.done
+        );
+        assert!(
+            s.threads <= threads0,
+            "{} threads at iteration {}, {threads0} at the start of training",
+            s.threads,
+            s.done
+        );
+    }
+    // A leaked descriptor would also keep the count up for good: in the last epoch it is
+    // back at (or, once the run starts closing files, below) its start value.
+    let last_epoch_fds = running
+        .iter()
+        .filter(|s| s.done > epoch_end(epochs - 1))
+        .map(|s| s.fds)
+        .min()
+        .unwrap();
+    assert!(
+        last_epoch_fds <= fds0,
+        "open files in the last epoch never came back to {fds0}: at least {last_epoch_fds}"
+    );
+
+    // The checkpoints were really written as the run went (each save renames a new file over
+    // the old one), not only at the end.
+    let mut versions: Vec<(usize, (u64, i64))> = Vec::new();
+    for s in &samples {
+        if let Some(v) = s.checkpoint {
+            if versions.last().map_or(true, |&(_, last)| last != v) {
+                versions.push((s.done, v));
+            }
+        }
+    }
+    let periodic = (total - 1) / checkpoint_every;
+    eprintln!(
+        "soak: checkpoint replaced {} times, first seen at iterations {:?} ({periodic} periodic saves expected, then the final one)",
+        versions.len(),
+        versions.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    assert!(
+        versions.len() >= periodic,
+        "saw {} versions of the checkpoint, expected at least {periodic}",
+        versions.len()
+    );
+
+    // The checkpoint directory holds the checkpoint and its lock file (kept by design: the
+    // lock is the flock on it, which dies with the process), and no temporary file.
+    let mut names: Vec<String> = std::fs::read_dir(ck_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["ck.safetensors", "ck.safetensors.lock"],
+        "left in the checkpoint directory"
+    );
+
+    // The final checkpoint is complete: the whole state of the last iteration, and `eval`
+    // on it gives the accuracy the run printed.
+    let f = model_file::load(&ck, &["adam.m", "adam.v", "data.order"])
+        .unwrap_or_else(|e| panic!("the final checkpoint does not load: {e}"));
+    assert_eq!(f.metadata["kind"], "checkpoint");
+    assert_eq!(f.metadata["iteration"], total.to_string());
+    let data_arg = data.display().to_string();
+    let eval = run(&["eval", "--model", ck.to_str().unwrap(), "--data", &data_arg]);
+    assert!(eval.status.success(), "eval: {}", common::stderr(&eval));
+    let eval_out = common::stdout(&eval);
+    assert!(
+        eval_out
+            .lines()
+            .next()
+            .is_some_and(|l| l == format!("Accuracy on test set: {accuracy}")),
+        "eval of the checkpoint disagrees with the run ({accuracy}): {eval_out}"
+    );
+
+    // The metrics file recorded every iteration and the test accuracy.
+    let csv = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(csv.lines().count(), 1 + total + 1, "metrics rows");
+}
