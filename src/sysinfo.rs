@@ -1,9 +1,8 @@
 //! What `mnist-mlp info` reports: the build target, the CPU and its features as detected at
-//! run time, the cores, the GEMM kernel matrixmultiply will pick, and the page size.
+//! run time, the cores, the GEMM kernel the products run on, and the page size.
 //!
-//! Reading only: nothing here changes how the program runs. The kernel name mirrors
-//! matrixmultiply 0.3's own run-time dispatch (`sgemm_kernel::detect`, built without its
-//! `avx512` feature), so it names the code that really runs.
+//! Reading only: nothing here changes how the program runs. The kernel name is the one the
+//! GEMM module selected, so it names the code that really runs.
 
 use std::fmt;
 
@@ -20,7 +19,7 @@ pub struct SystemInfo {
     pub features: Vec<(&'static str, bool)>,
     /// Cores available to this process.
     pub cores: usize,
-    /// The f32 GEMM micro-kernel matrixmultiply selects on this CPU.
+    /// The f32 GEMM micro-kernel the products run on (see [`crate::gemm::kernel_name`]).
     pub gemm_kernel: &'static str,
     /// Memory page size in bytes.
     pub page_size: usize,
@@ -30,7 +29,7 @@ impl SystemInfo {
     /// Detects everything now.
     pub fn detect() -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let (features, gemm_kernel) = simd();
+        let (features, gemm_kernel) = (simd(), crate::gemm::kernel_name());
         SystemInfo {
             target: env!("MNIST_MLP_TARGET"),
             rustflags: env!("MNIST_MLP_RUSTFLAGS"),
@@ -103,52 +102,28 @@ fn cpu_model(cpuinfo: &str) -> String {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn simd() -> (Vec<(&'static str, bool)>, &'static str) {
-    let (avx, avx2, fma) = (
-        is_x86_feature_detected!("avx"),
-        is_x86_feature_detected!("avx2"),
-        is_x86_feature_detected!("fma"),
-    );
-    let kernel = if fma && avx2 {
-        "FMA+AVX2, 8×8 f32"
-    } else if avx {
-        "AVX, 8×8 f32"
-    } else {
-        "portable fallback (no AVX)"
-    };
-    (
-        vec![
-            ("avx", avx),
-            ("avx2", avx2),
-            ("fma", fma),
-            ("avx512f", is_x86_feature_detected!("avx512f")),
-        ],
-        kernel,
-    )
+fn simd() -> Vec<(&'static str, bool)> {
+    vec![
+        ("avx", is_x86_feature_detected!("avx")),
+        ("avx2", is_x86_feature_detected!("avx2")),
+        ("fma", is_x86_feature_detected!("fma")),
+        ("avx512f", is_x86_feature_detected!("avx512f")),
+    ]
 }
 
 #[cfg(target_arch = "aarch64")]
-fn simd() -> (Vec<(&'static str, bool)>, &'static str) {
+fn simd() -> Vec<(&'static str, bool)> {
     use std::arch::is_aarch64_feature_detected;
-    let neon = is_aarch64_feature_detected!("neon");
-    let kernel = if neon {
-        "NEON (ASIMD), 8×8 f32"
-    } else {
-        "portable fallback (no NEON)"
-    };
-    (
-        vec![
-            ("neon/asimd", neon),
-            ("fp16", is_aarch64_feature_detected!("fp16")),
-            ("dotprod", is_aarch64_feature_detected!("dotprod")),
-        ],
-        kernel,
-    )
+    vec![
+        ("neon/asimd", is_aarch64_feature_detected!("neon")),
+        ("fp16", is_aarch64_feature_detected!("fp16")),
+        ("dotprod", is_aarch64_feature_detected!("dotprod")),
+    ]
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn simd() -> (Vec<(&'static str, bool)>, &'static str) {
-    (Vec::new(), "portable fallback")
+fn simd() -> Vec<(&'static str, bool)> {
+    Vec::new()
 }
 
 fn page_size() -> usize {

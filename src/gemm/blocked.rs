@@ -76,6 +76,47 @@ impl Operand<'_> {
     /// groups of `width` values (`dst[p·width + i] = op(x)[r0 + i, c0 + p]`), zero past the last
     /// row.
     fn pack(&self, dst: &mut [f32], r0: usize, c0: usize, depth: usize, width: usize) {
+        #[cfg(all(target_arch = "x86_64", mnist_mlp_avx512))]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature the function is compiled for was just detected.
+                return unsafe { self.pack_avx512(dst, r0, c0, depth, width) };
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                return unsafe { self.pack_avx2(dst, r0, c0, depth, width) };
+            }
+        }
+        self.pack_loops::<false>(dst, r0, c0, depth, width)
+    }
+
+    #[cfg(all(target_arch = "x86_64", mnist_mlp_avx512))]
+    #[clippy::msrv = "1.89"] // built only by 1.89+ (see build.rs)
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack_avx512(&self, dst: &mut [f32], r0: usize, c0: usize, depth: usize, w: usize) {
+        self.pack_loops::<true>(dst, r0, c0, depth, w)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn pack_avx2(&self, dst: &mut [f32], r0: usize, c0: usize, depth: usize, w: usize) {
+        self.pack_loops::<true>(dst, r0, c0, depth, w)
+    }
+
+    /// The copy loops of [`Operand::pack`], compiled once per vector width it dispatches to;
+    /// `AVX` (only from a caller compiled with AVX) transposes 8 × 8 blocks in registers.
+    #[inline(always)]
+    fn pack_loops<const AVX: bool>(
+        &self,
+        dst: &mut [f32],
+        r0: usize,
+        c0: usize,
+        depth: usize,
+        width: usize,
+    ) {
         let rows = width.min(self.rows - r0);
         match self.trans {
             // Stored (rows, cols): each row of the block is contiguous, so the copy is a
@@ -89,6 +130,14 @@ impl Operand<'_> {
                 let mut i = 0;
                 while i + R <= rows {
                     let src: [&[f32]; R] = std::array::from_fn(|r| row(i + r));
+                    #[cfg(target_arch = "x86_64")]
+                    if AVX {
+                        // SAFETY: `AVX` is set only by callers compiled with AVX2 or AVX-512F,
+                        // which were dispatched to after detecting it (both imply AVX).
+                        unsafe { transpose8_avx(&src, dst, i, width) };
+                        i += R;
+                        continue;
+                    }
                     for (p, d) in dst.chunks_exact_mut(width).enumerate() {
                         let d = &mut d[i..i + R];
                         for (v, s) in d.iter_mut().zip(&src) {
@@ -116,6 +165,65 @@ impl Operand<'_> {
                     d[rows..].fill(0.0);
                 }
             }
+        }
+    }
+}
+
+/// `dst[p·width + i + r] = src[r][p]` for the 8 rows `src` (all of one length, the panel's
+/// depth): the 8-row block of a transposing pack, 8 × 8 at a time in AVX registers.
+///
+/// # Safety
+/// The CPU must have AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose8_avx(src: &[&[f32]; 8], dst: &mut [f32], i: usize, width: usize) {
+    use std::arch::x86_64::*;
+    let depth = src[0].len();
+    let full = depth / 8 * 8;
+    for p in (0..full).step_by(8) {
+        let mut r = [_mm256_setzero_ps(); 8];
+        for (v, s) in r.iter_mut().zip(src) {
+            *v = _mm256_loadu_ps(s[p..p + 8].as_ptr());
+        }
+        // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+        let t = [
+            _mm256_unpacklo_ps(r[0], r[1]),
+            _mm256_unpackhi_ps(r[0], r[1]),
+            _mm256_unpacklo_ps(r[2], r[3]),
+            _mm256_unpackhi_ps(r[2], r[3]),
+            _mm256_unpacklo_ps(r[4], r[5]),
+            _mm256_unpackhi_ps(r[4], r[5]),
+            _mm256_unpacklo_ps(r[6], r[7]),
+            _mm256_unpackhi_ps(r[6], r[7]),
+        ];
+        let u = [
+            _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+            _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+            _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+            _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+            _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+            _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+            _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+            _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+        ];
+        let cols = [
+            _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
+            _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
+            _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
+            _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
+            _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
+            _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
+            _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
+            _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
+        ];
+        for (q, col) in cols.iter().enumerate() {
+            let start = (p + q) * width + i;
+            _mm256_storeu_ps(dst[start..start + 8].as_mut_ptr(), *col);
+        }
+    }
+    for p in full..depth {
+        for (r, s) in src.iter().enumerate() {
+            dst[p * width + i + r] = s[p];
         }
     }
 }

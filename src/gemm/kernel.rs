@@ -153,6 +153,7 @@ mod x86 {
     }
 
     #[cfg(mnist_mlp_avx512)]
+    #[clippy::msrv = "1.89"] // built only by 1.89+ (see build.rs)
     #[target_feature(enable = "avx512f")]
     unsafe fn tile_8x32_avx512(
         kc: usize,
