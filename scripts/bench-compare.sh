@@ -2,7 +2,8 @@
 # Speed, memory and accuracy of the tutorial's training run (seed network, 1000 iterations,
 # batch 128) with the crate against the numpy reference (scripts/reference/train_numpy.py) and,
 # when `import torch` works, the PyTorch one (scripts/reference/train_torch.py), on this
-# machine, one run after the other.
+# machine, one run after the other. The row "crate-mm" is the same binary with its products on
+# matrixmultiply (MNIST_MLP_GEMM=fallback) instead of its own GEMM.
 #
 # usage: scripts/bench-compare.sh [--data DIR] [--threads N[,N...]] [--repeat R]
 #                                 [--iterations N] [--torch-python PY]
@@ -84,7 +85,7 @@ echo "bench-compare: cargo build --release" >&2
 bin="$repo/target/release/mnist-mlp"
 
 # --- which tools --------------------------------------------------------------------------------
-tools=(crate numpy)
+tools=(crate crate-mm numpy)
 if torch_err=$("$torch_python" -c 'import torch' 2>&1); then
     tools+=(torch)
 else
@@ -98,6 +99,7 @@ tool_cmd() {
     local common=(--data "$data" --threads "$n" --iterations "$iterations")
     case "$tool" in
         crate) cmd=("$bin" train "${common[@]}") ;;
+        crate-mm) cmd=(env MNIST_MLP_GEMM=fallback "$bin" train "${common[@]}") ;;
         numpy) cmd=("$py" "$repo/scripts/reference/train_numpy.py" "${common[@]}") ;;
         torch) cmd=("$torch_python" "$repo/scripts/reference/train_torch.py" "${common[@]}") ;;
     esac
@@ -142,8 +144,8 @@ echo "load after:  $(uptime)"
 echo
 
 # --- table --------------------------------------------------------------------------------------
-printf '%-6s %7s %10s %9s %10s %13s %9s %17s\n' tool threads "wall s" "cpu s" "ms/iter" "peak RSS MiB" accuracy "ms/iter vs crate"
-printf '%-6s %7s %10s %9s %10s %13s %9s %17s\n' ------ ------- ------ ----- ------- ------------ -------- ----------------
+printf '%-8s %7s %10s %9s %10s %13s %9s %17s\n' tool threads "wall s" "cpu s" "ms/iter" "peak RSS MiB" accuracy "ms/iter vs crate"
+printf '%-8s %7s %10s %9s %10s %13s %9s %17s\n' -------- ------- ------ ----- ------- ------------ -------- ----------------
 for n in "${threads[@]}"; do
     crate_ms=""
     for tool in "${tools[@]}"; do
@@ -157,7 +159,7 @@ for n in "${threads[@]}"; do
             awk 'NR == 1 { lo = $1 } { hi = $1 } END { print (lo == hi ? lo : lo "-" hi) }')
         [[ $tool == crate ]] && crate_ms=$ms
         ratio=$(awk -v a="$ms" -v b="$crate_ms" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-        printf '%-6s %7s %10.2f %9.2f %10.2f %13.1f %9s %17s\n' "$tool" "$n" "$wall" "$cpu" "$ms" "$rss" "$acc" "$ratio"
+        printf '%-8s %7s %10.2f %9.2f %10.2f %13.1f %9s %17s\n' "$tool" "$n" "$wall" "$cpu" "$ms" "$rss" "$acc" "$ratio"
     done
 done
 echo
