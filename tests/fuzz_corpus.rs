@@ -1,0 +1,102 @@
+//! The fuzzers' files on stable Rust: every committed seed (`fuzz/seeds/TARGET/`) is a valid
+//! file of its kind, so the fuzzers start from inputs that reach deep into the parsers (and a
+//! format change that makes them stale fails here, not silently in the fuzzers); every input a
+//! fuzzer ever found (`tests/fuzz-regressions/TARGET/`) gives `Ok` or an error naming the
+//! file, never a panic. The parsers are called as the fuzz targets in `fuzz/fuzz_targets/`
+//! call them. To keep a finding: copy `fuzz/artifacts/TARGET/crash-…` to
+//! `tests/fuzz-regressions/TARGET/` under a name saying what it is (ending in `.gz` for
+//! `idx_gz`), fix the parser, and this test holds it fixed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use mnist_mlp::data::Dataset;
+use mnist_mlp::idx::{Images, Labels};
+use mnist_mlp::image::read_digit;
+use mnist_mlp::model_file;
+use mnist_mlp::train::{Length, Trainer};
+
+/// The extra tensors the CLI's `eval`/`predict` and `train --resume` accept.
+const CHECKPOINT_EXTRAS: [&str; 3] = ["adam.m", "adam.v", "data.order"];
+const TARGETS: [&str; 5] = ["idx_images", "idx_labels", "idx_gz", "model_file", "image"];
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// The fuzz target's training set for checkpoints: 4 images of 28×28, labels 0..4.
+fn tiny_train_set() -> Dataset {
+    let mut img = vec![0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 28, 0, 0, 0, 28];
+    img.extend((0..4 * 784).map(|i| (i % 251) as u8));
+    let lbl = vec![0, 0, 8, 1, 0, 0, 0, 4, 0, 1, 2, 3];
+    let images = Images::from_vec(Path::new("train-images"), img).unwrap();
+    let labels = Labels::from_vec(Path::new("train-labels"), lbl).unwrap();
+    Dataset::new(images, labels).unwrap()
+}
+
+/// Parses `path` as fuzz target `target` does; `Err` holds the message.
+fn parse(target: &str, path: &Path) -> Result<(), String> {
+    let bytes = fs::read(path).unwrap();
+    let err = |e: mnist_mlp::Error| e.to_string();
+    match target {
+        "idx_images" => Images::from_vec(path, bytes).map(drop).map_err(err),
+        "idx_labels" => Labels::from_vec(path, bytes).map(drop).map_err(err),
+        // Seeds and findings of this target are kept with a `.gz` name, as the target reads
+        // them; one is valid when it reads as either kind.
+        "idx_gz" => match (Images::open(path), Labels::open(path)) {
+            (Ok(_), _) | (_, Ok(_)) => Ok(()),
+            (Err(e), Err(_)) => Err(e.to_string()),
+        },
+        "model_file" => {
+            let loaded = model_file::decode(path, &bytes, &CHECKPOINT_EXTRAS).map_err(err)?;
+            if loaded.meta(path, "kind").map_err(err)? == "checkpoint" {
+                let train = tiny_train_set();
+                let mut t = Trainer::resume(path, Length::Iterations(3), 1, &train)
+                    .map_err(|e| format!("{}: cannot resume: {e}", path.display()))?;
+                t.step(&train).map_err(err)?;
+            }
+            Ok(())
+        }
+        "image" => read_digit(path, false).map(drop).map_err(err),
+        _ => unreachable!("unknown target {target}"),
+    }
+}
+
+#[test]
+fn every_seed_is_a_valid_file_of_its_kind() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    for target in TARGETS {
+        let seeds = files(&root.join(target));
+        assert!(
+            seeds.len() >= 3,
+            "fuzz/seeds/{target} has {} seeds",
+            seeds.len()
+        );
+        for seed in seeds {
+            if let Err(e) = parse(target, &seed) {
+                panic!("seed {} is refused: {e}", seed.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn every_fuzzer_finding_is_refused_with_a_message_naming_the_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    for target in TARGETS {
+        for input in files(&root.join(target)) {
+            if let Err(msg) = parse(target, &input) {
+                assert!(
+                    msg.contains(&input.display().to_string()),
+                    "{}: the error does not name the file: {msg}",
+                    input.display()
+                );
+            }
+        }
+    }
+}
