@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::idx::{Images, Labels};
+use crate::limits::Limits;
 use crate::rng::Rng;
 
 /// Number of classes (digits 0–9, or Fashion-MNIST's ten garments).
@@ -36,15 +37,33 @@ impl Split {
 }
 
 /// The path of `stem` in `dir`: the raw file if present (it can be mapped), else `stem.gz`.
-/// When neither exists the error names the raw path and says how to get the data.
+/// When neither exists the error names the raw path and says how to get the data; when `dir`
+/// is not a directory, or a path cannot be examined (permissions, a symlink loop), the error
+/// says that instead of calling the file missing.
 pub fn locate(dir: &Path, stem: &str) -> Result<PathBuf> {
     let raw = dir.join(stem);
-    if raw.exists() {
-        return Ok(raw);
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::Dataset {
+                problem: format!(
+                    "{}: not a directory (the data set is a directory holding the four IDX files)",
+                    dir.display()
+                ),
+            })
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::MissingData { path: raw })
+        }
+        Err(e) => return Err(Error::io(dir, e)),
     }
     let gz = dir.join(format!("{stem}.gz"));
-    if gz.exists() {
-        return Ok(gz);
+    for candidate in [raw.clone(), gz] {
+        match std::fs::metadata(&candidate) {
+            Ok(_) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&candidate, e)),
+        }
     }
     Err(Error::MissingData { path: raw })
 }
@@ -56,11 +75,17 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Opens the standard files of `split` in `dir` (raw or `.gz`).
+    /// Opens the standard files of `split` in `dir` (raw or `.gz`), within the default
+    /// [`Limits`].
     pub fn open(dir: &Path, split: Split) -> Result<Self> {
+        Self::open_with(dir, split, &Limits::default())
+    }
+
+    /// [`Dataset::open`] within `limits`.
+    pub fn open_with(dir: &Path, split: Split, limits: &Limits) -> Result<Self> {
         let (img_stem, lbl_stem) = split.stems();
-        let images = Images::open(&locate(dir, img_stem)?)?;
-        let labels = Labels::open(&locate(dir, lbl_stem)?)?;
+        let images = Images::open_with(&locate(dir, img_stem)?, limits)?;
+        let labels = Labels::open_with(&locate(dir, lbl_stem)?, limits)?;
         Self::new(images, labels)
     }
 
@@ -111,6 +136,18 @@ impl Dataset {
     /// Pixels per image.
     pub fn pixels(&self) -> usize {
         self.images.pixels()
+    }
+
+    /// The files of this data set held in memory because they were `.gz`, with their
+    /// decompressed sizes in bytes (raw files are mapped and not listed).
+    pub fn decompressed(&self) -> Vec<(&Path, usize)> {
+        [
+            (self.images.path(), self.images.decompressed_bytes()),
+            (self.labels.path(), self.labels.decompressed_bytes()),
+        ]
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .collect()
     }
 
     /// The image file.

@@ -1,12 +1,14 @@
 //! The library's one error type.
 //!
 //! Every variant names the file (or the option) it is about and says what is wrong with it in
-//! words a board owner can act on; where there is something to do, the message ends with a
-//! `hint:`. The binary adds context and maps these to exit codes; the library never prints.
+//! words a board owner can act on, on one line; where there is something to do, the message
+//! ends with a `hint:`. The binary adds context and maps these to exit codes; the library never prints.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::limits::LimitKind;
 
 /// Result alias used throughout the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,7 +35,19 @@ pub enum Error {
         /// What is wrong, e.g. "wrong magic number 0x00000801 (expected 0x00000803, images)".
         problem: String,
     },
-    /// Two files or a file and the network that do not fit together (counts, sizes, labels).
+    /// A file whose claims are consistent but go over one of the [`Limits`](crate::limits::Limits).
+    Limit {
+        /// The file.
+        path: PathBuf,
+        /// What the file claims, e.g. "holds 10956549 images".
+        what: String,
+        /// Which limit it goes over.
+        kind: LimitKind,
+        /// The limit's value (in images, pixels or bytes).
+        limit: u64,
+    },
+    /// Two files or a file and the network that do not fit together (counts, sizes, labels),
+    /// or a data directory that is not one.
     Dataset {
         /// What does not fit, naming the files involved.
         problem: String,
@@ -102,6 +116,15 @@ impl Error {
         }
     }
 
+    pub(crate) fn limit(path: &Path, what: impl Into<String>, kind: LimitKind, limit: u64) -> Self {
+        Error::Limit {
+            path: path.to_path_buf(),
+            what: what.into(),
+            kind,
+            limit,
+        }
+    }
+
     pub(crate) fn config(problem: impl Into<String>) -> Self {
         Error::Config {
             problem: problem.into(),
@@ -116,7 +139,7 @@ impl fmt::Display for Error {
                 let dir = path.parent().unwrap_or_else(|| Path::new("."));
                 write!(
                     f,
-                    "missing data file {} (also tried {}.gz)\n\
+                    "missing data file {} (also tried {}.gz); \
                      hint: download MNIST with `scripts/fetch-mnist.sh {}`, or point --data at a \
                      directory holding the four IDX files",
                     path.display(),
@@ -139,8 +162,21 @@ impl fmt::Display for Error {
             }
             Error::Diverged { iteration, what } => write!(
                 f,
-                "training diverged at iteration {iteration}: {what}\n\
+                "training diverged at iteration {iteration}: {what}; \
                  hint: lower the learning rate (--lr); the last checkpoint, if any, is intact"
+            ),
+            Error::Limit {
+                path,
+                what,
+                kind,
+                limit,
+            } => write!(
+                f,
+                "{}: {what}, over the limit of {}; hint: if the file is genuine, raise the limit \
+                 with {}",
+                path.display(),
+                kind.describe(*limit),
+                kind.flag()
             ),
             Error::Dataset { problem } => f.write_str(problem),
             Error::Config { problem } => f.write_str(problem),
@@ -148,11 +184,6 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } | Error::Write { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The operating system's error is part of each message (`Display`), so it is not also
+/// returned as a `source`: a reporter walking the chain would print it twice.
+impl std::error::Error for Error {}

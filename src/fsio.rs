@@ -3,8 +3,10 @@
 //! [`write_atomic`] writes to a temporary file in the target's directory, fsyncs it, renames it
 //! over the target and fsyncs the directory: at every instant the path holds either the old
 //! complete file or the new complete one. On failure the temporary file is removed and the
-//! old file is untouched. [`FileLock`] keeps two runs from writing the same file, and
-//! [`read_bounded`] reads a small input file without trusting its size.
+//! old file is untouched. [`check_writable`] tells, before a long run starts, whether that
+//! write can succeed at all. [`FileLock`] keeps two runs from writing the same file,
+//! [`read_bounded`] reads a small input file without trusting its size, [`open_input`] opens
+//! one without hanging on a FIFO, and [`sniff`] names what a file given in the wrong place is.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -44,11 +46,22 @@ pub enum ReadError {
     Io(io::Error),
 }
 
+/// Opens `path` for reading without blocking: opening a FIFO for reading would otherwise wait
+/// for a writer forever. Reads from a regular file are not affected by the flag; callers check
+/// the file type (with `metadata`) before reading anything.
+pub fn open_input(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// The whole content of the regular file `path`, refused if larger than `max` bytes. Reads
 /// at most `max + 1` bytes whatever the file claims, so a file that grows meanwhile cannot
 /// make it allocate more.
 pub fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, ReadError> {
-    let file = File::open(path).map_err(|e| match e.kind() {
+    let file = open_input(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => ReadError::NotFound,
         _ => ReadError::Io(e),
     })?;
@@ -69,6 +82,80 @@ pub fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, ReadE
         });
     }
     Ok(bytes)
+}
+
+/// What the first bytes of a file say it is, for errors about a file given in the wrong place
+/// ("this is a PNG image, not a safetensors model file"); `None` when nothing is recognised.
+pub fn sniff(head: &[u8]) -> Option<&'static str> {
+    match head {
+        [0x89, b'P', b'N', b'G', ..] => Some("a PNG image"),
+        [b'P', b'2' | b'5', c, ..] if c.is_ascii_whitespace() => Some("a PGM image"),
+        [0x1f, 0x8b, ..] => Some("a gzip file"),
+        [0, 0, 0x08, 0x03, ..] => Some("an IDX images file"),
+        [0, 0, 0x08, 0x01, ..] => Some("an IDX labels file"),
+        [0, 0, 0x08..=0x0e, _, ..] => Some("an IDX file"),
+        // safetensors: a little-endian u64 header length, then the JSON header.
+        [_, _, _, _, _, _, _, _, b'{', ..] => Some("a safetensors file"),
+        _ => None,
+    }
+}
+
+/// Checks, before any work is done, that `path` can be written: its directory exists and is
+/// writable, and `path` is not a directory. With `only_regular` (files replaced by
+/// [`write_atomic`]), an existing `path` must be a regular file too; otherwise (a file written
+/// in place, like a CSV log) a device or FIFO is accepted. The error is the one the write
+/// itself would give, hours later.
+pub fn check_writable(path: &Path, only_regular: bool) -> Result<()> {
+    let fail = |source: io::Error| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(fail(io::Error::other(format!(
+                "{} is not a directory",
+                dir.display()
+            ))))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(fail(io::Error::other(format!(
+                "directory {} does not exist",
+                dir.display()
+            ))))
+        }
+        Err(e) => return Err(fail(e)),
+    }
+    let existing = match fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err(fail(io::Error::other("is a directory"))),
+        Ok(m) if only_regular && !m.is_file() => {
+            return Err(fail(io::Error::other("not a regular file")))
+        }
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(fail(e)),
+    };
+    // A replaced file needs a writable directory (for the temporary file and the rename); a
+    // file written in place needs itself writable if it exists.
+    let must_write = if existing && !only_regular { path } else { dir };
+    access_w(must_write).map_err(fail)
+}
+
+/// `access(path, W_OK)`: whether this process may write `path` (root may write anything).
+fn access_w(path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other("path contains a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// An exclusive advisory lock (`flock`) on `PATH.lock`, held until dropped: a second process
@@ -214,6 +301,48 @@ mod tests {
         assert!(matches!(
             read_bounded(&dir.path().join("none"), 9),
             Err(ReadError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn writability_is_checked_before_the_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("m");
+        check_writable(&ok, true).unwrap();
+        fs::write(&ok, b"x").unwrap();
+        check_writable(&ok, true).unwrap();
+        let msg = |p: &Path, regular| check_writable(p, regular).unwrap_err().to_string();
+        assert!(msg(dir.path(), true).contains("is a directory"));
+        assert!(msg(&dir.path().join("no/m"), true).contains("no does not exist"));
+        assert!(msg(&ok.join("m"), true).contains("/m is not a directory"));
+        assert!(msg(Path::new("/dev/null"), true).contains("not a regular file"));
+        check_writable(Path::new("/dev/null"), false).unwrap();
+    }
+
+    #[test]
+    fn sniff_names_the_formats_we_meet() {
+        assert_eq!(sniff(b"\x89PNG\r\n"), Some("a PNG image"));
+        assert_eq!(sniff(b"P5\n28 28"), Some("a PGM image"));
+        assert_eq!(sniff(&[0, 0, 8, 3, 0]), Some("an IDX images file"));
+        assert_eq!(sniff(&[0x1f, 0x8b, 8]), Some("a gzip file"));
+        assert_eq!(
+            sniff(b"\x10\0\0\0\0\0\0\0{\"a\""),
+            Some("a safetensors file")
+        );
+        assert_eq!(sniff(b"GIF89a"), None);
+        assert_eq!(sniff(b""), None);
+    }
+
+    #[test]
+    fn opening_a_fifo_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fifo");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(matches!(
+            read_bounded(&p, 9),
+            Err(ReadError::NotRegular { dir: false })
         ));
     }
 

@@ -2,10 +2,12 @@
 //!
 //! A raw file is memory-mapped and never copied: the pixels stay `u8` in the page cache and the
 //! data module converts one batch at a time. A `.gz` file is decompressed once into memory
-//! (there is nothing to map); an info log says that the raw file would be mapped instead.
+//! (there is nothing to map); `decompressed_bytes` tells the caller, who can suggest gunzipping.
 //!
 //! Every size the header claims is checked against the real length of the file before anything
-//! is allocated for it, so a crafted header cannot make the program allocate gigabytes. This
+//! is allocated or mapped for it, so a crafted header cannot make the program allocate
+//! gigabytes; a consistent file must also stay within the [`Limits`] (image count, image side,
+//! decompressed size of a `.gz`), so a genuine but enormous one cannot either. This
 //! module knows nothing of MNIST beyond the format: pairing images with labels and checking the
 //! labels is the data module's job.
 
@@ -19,6 +21,8 @@ use flate2::read::GzDecoder;
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
+use crate::fsio::{open_input, sniff};
+use crate::limits::{LimitKind, Limits};
 
 /// Magic number of an IDX file of unsigned bytes with three dimensions (images).
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -29,10 +33,22 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 /// many bytes per compressed byte is truncated or lying, and is refused before any allocation.
 const MAX_DEFLATE_RATIO: u64 = 1032;
 
-/// The bytes of a whole IDX file: mapped when raw, owned when decompressed from `.gz`.
+/// The bytes of a whole IDX file: mapped when raw, inflated when decompressed from `.gz`,
+/// owned when handed over in memory.
 enum Bytes {
     Mapped(Mmap),
+    Inflated(Vec<u8>),
     Owned(Vec<u8>),
+}
+
+impl Bytes {
+    /// Bytes this file holds in memory because it was decompressed.
+    fn inflated(&self) -> usize {
+        match self {
+            Bytes::Inflated(v) => v.len(),
+            _ => 0,
+        }
+    }
 }
 
 impl Deref for Bytes {
@@ -40,7 +56,7 @@ impl Deref for Bytes {
     fn deref(&self) -> &[u8] {
         match self {
             Bytes::Mapped(m) => m,
-            Bytes::Owned(v) => v,
+            Bytes::Inflated(v) | Bytes::Owned(v) => v,
         }
     }
 }
@@ -63,14 +79,20 @@ pub struct Images {
 }
 
 impl Images {
-    /// Opens and validates an image file (`.gz` is decompressed, anything else is mapped).
+    /// Opens and validates an image file (`.gz` is decompressed, anything else is mapped),
+    /// within the default [`Limits`].
     pub fn open(path: &Path) -> Result<Self> {
-        let (bytes, header) = load(path, IMAGES_MAGIC)?;
+        Self::open_with(path, &Limits::default())
+    }
+
+    /// [`Images::open`] within `limits`.
+    pub fn open_with(path: &Path, limits: &Limits) -> Result<Self> {
+        let (bytes, header) = load(path, IMAGES_MAGIC, limits)?;
         Self::new(path, bytes, header)
     }
 
     /// An image file already in memory (e.g. synthetic data for benchmarks); `name` stands
-    /// for its path in errors.
+    /// for its path in errors. No [`Limits`] apply: the bytes are already allocated.
     pub fn from_vec(name: &Path, bytes: Vec<u8>) -> Result<Self> {
         let header = parse_header(name, &bytes, IMAGES_MAGIC, Some(bytes.len() as u64))?;
         Self::new(name, Bytes::Owned(bytes), header)
@@ -104,6 +126,11 @@ impl Images {
         self.count
     }
 
+    /// Bytes held in memory because the file was a `.gz` (0 when it is mapped).
+    pub fn decompressed_bytes(&self) -> usize {
+        self.bytes.inflated()
+    }
+
     /// Image height in pixels.
     pub fn rows(&self) -> usize {
         self.rows
@@ -135,9 +162,15 @@ pub struct Labels {
 }
 
 impl Labels {
-    /// Opens and validates a label file (`.gz` is decompressed, anything else is mapped).
+    /// Opens and validates a label file (`.gz` is decompressed, anything else is mapped),
+    /// within the default [`Limits`].
     pub fn open(path: &Path) -> Result<Self> {
-        let (bytes, header) = load(path, LABELS_MAGIC)?;
+        Self::open_with(path, &Limits::default())
+    }
+
+    /// [`Labels::open`] within `limits`.
+    pub fn open_with(path: &Path, limits: &Limits) -> Result<Self> {
+        let (bytes, header) = load(path, LABELS_MAGIC, limits)?;
         Ok(Labels {
             path: path.to_path_buf(),
             bytes,
@@ -159,6 +192,11 @@ impl Labels {
     /// The file this came from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes held in memory because the file was a `.gz` (0 when it is mapped).
+    pub fn decompressed_bytes(&self) -> usize {
+        self.bytes.inflated()
     }
 
     /// The labels, one byte each.
@@ -190,9 +228,14 @@ fn parse_header(path: &Path, head: &[u8], magic: u32, whole_len: Option<u64>) ->
     }
     let found = BigEndian::read_u32(head);
     if found != magic {
-        let what = match kind(found) {
-            "unknown" => "this is not an IDX file of unsigned bytes".to_string(),
-            other => format!("this is an IDX {other} file"),
+        let what = match (kind(found), sniff(head)) {
+            ("unknown", Some("a gzip file")) => {
+                "this is a gzip file: name it with a .gz extension to have it decompressed"
+                    .to_string()
+            }
+            ("unknown", Some(other)) => format!("this is {other}, not an IDX file"),
+            ("unknown", None) => "this is not an IDX file of unsigned bytes".to_string(),
+            (other, _) => format!("this is an IDX {other} file"),
         };
         return Err(Error::idx(
             path,
@@ -248,8 +291,36 @@ fn describe(dims: &[usize]) -> String {
     }
 }
 
+/// The claims of a header that passed [`parse_header`], against `limits`.
+fn check_limits(path: &Path, header: &Header, limits: &Limits) -> Result<()> {
+    let over = |what: String, kind, limit: usize| Err(Error::limit(path, what, kind, limit as u64));
+    let count = header.dims[0];
+    if count > limits.max_images {
+        let noun = if header.dims.len() == 1 {
+            "labels"
+        } else {
+            "images"
+        };
+        return over(
+            format!("holds {count} {noun}"),
+            LimitKind::Images,
+            limits.max_images,
+        );
+    }
+    if let [_, rows, cols] = header.dims[..] {
+        if rows.max(cols) > limits.max_image_side {
+            return over(
+                format!("images of {rows}×{cols} pixels are larger than allowed"),
+                LimitKind::ImageSide,
+                limits.max_image_side,
+            );
+        }
+    }
+    Ok(())
+}
+
 fn open_file(path: &Path) -> Result<(File, u64)> {
-    let file = File::open(path).map_err(|e| match e.kind() {
+    let file = open_input(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::MissingData {
             path: path.to_path_buf(),
         },
@@ -262,28 +333,36 @@ fn open_file(path: &Path) -> Result<(File, u64)> {
     Ok((file, meta.len()))
 }
 
-fn load(path: &Path, magic: u32) -> Result<(Bytes, Header)> {
+fn load(path: &Path, magic: u32, limits: &Limits) -> Result<(Bytes, Header)> {
     let (file, len) = open_file(path)?;
     let is_gz = path.extension().is_some_and(|e| e == "gz");
     if is_gz {
-        return load_gz(path, file, len, magic);
+        return load_gz(path, file, len, magic, limits);
     }
-    if len < 4 {
-        // Nothing worth mapping; report it as the header parser would.
-        return Err(Error::idx(
-            path,
-            format!("truncated: {len} bytes, too short for an IDX header"),
-        ));
-    }
+    // The header alone first: nothing is mapped for a file whose claims are refused.
+    let mut head = [0u8; 4 + 4 * 3];
+    let head_len = (len.min(head.len() as u64)) as usize;
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut head[..head_len], 0)
+        .map_err(|e| Error::io(path, e))?;
+    let header = parse_header(path, &head[..head_len], magic, Some(len))?;
+    check_limits(path, &header, limits)?;
     // SAFETY: the file is opened read-only and the mapping lives as long as the `Images`/`Labels`
     // that own it. Another process truncating the file while we run would fault, as it would for
     // any mmap-based reader; the data files are inputs nobody rewrites during training.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    let header = parse_header(path, &map, magic, Some(len))?;
+    // Parsed again from the mapping: the file may have changed since the header was read.
+    let header = parse_header(path, &map, magic, Some(map.len() as u64))?;
+    check_limits(path, &header, limits)?;
     Ok((Bytes::Mapped(map), header))
 }
 
-fn load_gz(path: &Path, file: File, compressed_len: u64, magic: u32) -> Result<(Bytes, Header)> {
+fn load_gz(
+    path: &Path,
+    file: File,
+    compressed_len: u64,
+    magic: u32,
+    limits: &Limits,
+) -> Result<(Bytes, Header)> {
     let gz_err = |e: io::Error| match e.kind() {
         io::ErrorKind::UnexpectedEof => Error::idx(path, "truncated: the gzip stream ends early"),
         _ => Error::idx(path, format!("corrupt gzip data: {e}")),
@@ -314,6 +393,20 @@ fn load_gz(path: &Path, file: File, compressed_len: u64, magic: u32) -> Result<(
             ),
         ));
     }
+    check_limits(path, &header, limits)?;
+    let decompressed = header.len as u64 + header.payload;
+    if decompressed > limits.max_file_bytes {
+        return Err(Error::limit(
+            path,
+            format!(
+                "{} decompress to {decompressed} bytes in memory (gunzip it: raw files are \
+                 memory-mapped, not loaded)",
+                describe(&header.dims)
+            ),
+            LimitKind::FileBytes,
+            limits.max_file_bytes,
+        ));
+    }
     // Grow with the real data rather than trusting the claim for the whole reservation.
     let reserve = header.payload.min(compressed_len.saturating_mul(16)) as usize;
     let mut bytes = Vec::with_capacity(header.len + reserve);
@@ -334,10 +427,12 @@ fn load_gz(path: &Path, file: File, compressed_len: u64, magic: u32) -> Result<(
         ));
     }
     let header = parse_header(path, &bytes, magic, Some(bytes.len() as u64))?;
-    log::info!(
-        "decompressed {} into memory ({} KiB); gunzip it to have it memory-mapped instead",
+    // The binary says so at info level once every input is known good (an error then stays
+    // the only line); see `decompressed_bytes`.
+    log::debug!(
+        "decompressed {} into memory ({} bytes)",
         path.display(),
-        bytes.len().div_ceil(1024)
+        bytes.len()
     );
-    Ok((Bytes::Owned(bytes), header))
+    Ok((Bytes::Inflated(bytes), header))
 }

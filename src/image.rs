@@ -9,19 +9,24 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fsio::{read_bounded, ReadError};
+use crate::fsio::{read_bounded, sniff, ReadError};
 
 /// Image side the network expects.
 pub const SIDE: usize = 28;
 /// Largest image file read (a 28×28 image is far smaller; this only bounds the work done on
-/// a wrong file).
-const MAX_FILE_BYTES: u64 = 16 << 20;
+/// a wrong file). Whatever its header claims, an image must be [`SIDE`]×[`SIDE`]: the size is
+/// checked from the header before any pixel is decoded, so a claim of 100000×100000 costs
+/// nothing.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// Reads `path` as a 28×28 grayscale digit, white on black (after `invert` if set).
 pub fn read_digit(path: &Path, invert: bool) -> Result<Vec<u8>> {
     let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e {
         ReadError::NotFound => Error::image(path, "no such image file"),
-        ReadError::NotRegular { .. } => Error::image(path, "not a regular file"),
+        ReadError::NotRegular { dir: true } => {
+            Error::image(path, "is a directory, not an image file")
+        }
+        ReadError::NotRegular { dir: false } => Error::image(path, "not a regular file"),
         ReadError::TooLarge { bytes } => Error::image(
             path,
             format!("{bytes} bytes is too large for a {SIDE}×{SIDE} digit image"),
@@ -31,7 +36,14 @@ pub fn read_digit(path: &Path, invert: bool) -> Result<Vec<u8>> {
     let (w, h, mut pixels) = match bytes.get(..2) {
         Some(b"P2") | Some(b"P5") => pgm(&bytes).map_err(|p| Error::image(path, p))?,
         Some(&[0x89, b'P']) => png(&bytes).map_err(|p| Error::image(path, p))?,
-        _ => return Err(Error::image(path, "not a PGM (P2/P5) or PNG image")),
+        _ if bytes.is_empty() => return Err(Error::image(path, "empty file (0 bytes)")),
+        _ => {
+            let problem = match sniff(&bytes) {
+                Some(kind) => format!("this is {kind}, not a PGM (P2/P5) or PNG image"),
+                None => "not a PGM (P2/P5) or PNG image".to_string(),
+            };
+            return Err(Error::image(path, problem));
+        }
     };
     if (w, h) != (SIDE, SIDE) {
         return Err(Error::image(
@@ -103,6 +115,17 @@ fn pgm(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), String> {
 
 /// PNG of any colour type, reduced to 8-bit gray when that loses nothing.
 fn png(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), String> {
+    // The size from the IHDR chunk (always first, at a fixed place) before the decoder sees
+    // anything: a wrong size is reported as such whatever follows it.
+    if let (Some(b"IHDR"), Some(w), Some(h)) =
+        (bytes.get(12..16), bytes.get(16..20), bytes.get(20..24))
+    {
+        let dim = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let (w, h) = (dim(w), dim(h));
+        if (w, h) != (SIDE, SIDE) {
+            return Ok((w, h, Vec::new())); // the caller reports the size
+        }
+    }
     let mut decoder = png::Decoder::new(bytes);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder
@@ -219,6 +242,16 @@ mod tests {
         assert!(e.contains("truncated"), "{e}");
         let e = read(b"GIF89a....", false).unwrap_err().to_string();
         assert!(e.contains("not a PGM (P2/P5) or PNG"), "{e}");
+        let e = read(&[0, 0, 8, 3, 0, 0, 0, 1], false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("this is an IDX images file, not a PGM"), "{e}");
+        let e = read(b"", false).unwrap_err().to_string();
+        assert!(e.contains("empty file"), "{e}");
+        let mut huge = png_bytes(28, 28, png::ColorType::Grayscale, &[7; 784]);
+        huge[16..24].copy_from_slice(&[0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0]); // CRC now wrong
+        let e = read(&huge, false).unwrap_err().to_string();
+        assert!(e.contains("image is 100000×100000, expected 28×28"), "{e}");
         let e = read(b"P5 28 28 0\n", false).unwrap_err().to_string();
         assert!(e.contains("maxval 0"), "{e}");
         let mut png = png_bytes(28, 28, png::ColorType::Grayscale, &[7; 784]);

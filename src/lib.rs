@@ -23,6 +23,7 @@ pub mod gemm;
 pub mod idx;
 pub mod image;
 pub mod layers;
+pub mod limits;
 pub mod loss;
 pub mod model;
 pub mod model_file;

@@ -17,7 +17,8 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
-use crate::fsio::{read_bounded, write_atomic, ReadError};
+use crate::fsio::{read_bounded, sniff, write_atomic, ReadError};
+use crate::limits::{LimitKind, Limits};
 use crate::model::{Arch, Layout, Mlp, MAX_PARAMS};
 
 /// Value of the `format` metadata key.
@@ -25,7 +26,13 @@ pub const FORMAT: &str = "mnist-mlp/1";
 
 /// Largest file the loader reads: a network of [`MAX_PARAMS`] with two Adam moments, plus room
 /// for the data order and the header. Anything larger is not one of ours.
-const MAX_FILE_BYTES: u64 = (MAX_PARAMS as u64) * 4 * 3 + (64 << 20);
+/// [`Limits::max_file_bytes`] lowers this further (by default to 512 MiB).
+pub const MAX_FILE_BYTES: u64 = (MAX_PARAMS as u64) * 4 * 3 + (64 << 20);
+
+/// Largest safetensors header accepted. Ours hold a few tensor entries and a dozen metadata
+/// keys (well under 4 KiB); this bounds the JSON the parser would build from a crafted one,
+/// whatever number of tensors it lists.
+pub const MAX_HEADER_BYTES: u64 = 1 << 20;
 
 /// A tensor beyond the network's own (a checkpoint's state).
 #[derive(Clone, Debug, PartialEq)]
@@ -129,18 +136,31 @@ pub fn save_model(path: &Path, model: &Mlp, facts: &[(&str, String)]) -> Result<
     write_atomic(path, &encode(model, "model", facts, &BTreeMap::new())?)
 }
 
-/// Loads a network from `path`. `extras` lists the extra tensors allowed (and kept); any other
-/// tensor is an error.
+/// Loads a network from `path` within the default [`Limits`]. `extras` lists the extra
+/// tensors allowed (and kept); any other tensor is an error.
 pub fn load(path: &Path, extras: &[&str]) -> Result<Loaded> {
-    let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e {
+    load_with(path, extras, &Limits::default())
+}
+
+/// [`load`] within `limits`: a file larger than [`Limits::max_file_bytes`] is refused before
+/// it is read.
+pub fn load_with(path: &Path, extras: &[&str], limits: &Limits) -> Result<Loaded> {
+    let max = limits.max_file_bytes.min(MAX_FILE_BYTES);
+    let bytes = read_bounded(path, max).map_err(|e| match e {
         ReadError::NotFound => Error::model(path, "no such file"),
         ReadError::NotRegular { dir: true } => {
             Error::model(path, "is a directory, not a model file")
         }
         ReadError::NotRegular { dir: false } => Error::model(path, "not a regular file"),
-        ReadError::TooLarge { bytes } => Error::model(
+        ReadError::TooLarge { bytes } if bytes > MAX_FILE_BYTES => Error::model(
             path,
             format!("{bytes} bytes is larger than any mnist-mlp model ({MAX_FILE_BYTES} at most)"),
+        ),
+        ReadError::TooLarge { bytes } => Error::limit(
+            path,
+            format!("the model file is {bytes} bytes"),
+            LimitKind::FileBytes,
+            limits.max_file_bytes,
         ),
         ReadError::Io(e) => Error::io(path, e),
     })?;
@@ -149,6 +169,7 @@ pub fn load(path: &Path, extras: &[&str]) -> Result<Loaded> {
 
 /// [`load`] from bytes already in memory; `path` names them in errors.
 pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
+    check_header(path, bytes)?;
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::model(path, format!("not a safetensors model file ({e:?})")))?;
     let (_, header) = SafeTensors::read_metadata(bytes)
@@ -207,7 +228,9 @@ pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
     let layout = Layout::new(&sizes).map_err(|e| Error::model(path, e.to_string()))?;
 
     let mut expected: Vec<String> = Vec::new();
-    let mut params = Vec::with_capacity(layout.total());
+    // Reserve what the metadata claims only as far as the file could hold it: the tensors are
+    // checked one by one below, and a tiny file claiming a huge network fails on the first.
+    let mut params = Vec::with_capacity(layout.total().min(bytes.len() / 4));
     for l in 0..layout.layers() {
         let (i, o) = layout.dims(l);
         let (wn, bn) = tensor_names(l);
@@ -262,6 +285,54 @@ pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
         metadata,
         extras: kept,
     })
+}
+
+/// Refuses, with a message saying what the file is, anything that is not a safetensors file of
+/// a plausible size: empty files, other formats, headers claiming more than the file holds or
+/// more than [`MAX_HEADER_BYTES`].
+fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
+    if bytes.is_empty() {
+        return Err(Error::model(path, "empty file (0 bytes), not a model"));
+    }
+    match sniff(bytes) {
+        Some("a safetensors file") | None => {}
+        Some(other) => {
+            return Err(Error::model(
+                path,
+                format!("this is {other}, not a safetensors model file"),
+            ))
+        }
+    }
+    let Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) = bytes.get(..8) else {
+        return Err(Error::model(
+            path,
+            format!(
+                "truncated: {} bytes, not a safetensors model file",
+                bytes.len()
+            ),
+        ));
+    };
+    let claimed = u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]);
+    let follow = bytes.len() as u64 - 8;
+    if claimed > follow {
+        return Err(Error::model(
+            path,
+            format!(
+                "truncated or not a safetensors model file: its header claims {claimed} bytes, \
+                 only {follow} follow"
+            ),
+        ));
+    }
+    if claimed > MAX_HEADER_BYTES {
+        return Err(Error::model(
+            path,
+            format!(
+                "safetensors header of {claimed} bytes is larger than any mnist-mlp model's \
+                 ({MAX_HEADER_BYTES} at most)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn tensor<'a>(

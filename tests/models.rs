@@ -296,7 +296,7 @@ fn bad_model_files_are_named_errors() {
             m.to_str().unwrap(),
         ],
         1,
-        &["missing data file"],
+        &["not a directory"],
     );
     fails(
         &[

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use mnist_mlp::limits::{Limits, DEFAULT_MAX_FILE_MIB, DEFAULT_MAX_IMAGES, DEFAULT_MAX_IMAGE_SIDE};
 use mnist_mlp::model::Arch;
 
 /// Train and run a multilayer-perceptron MNIST classifier on the board itself.
@@ -143,6 +144,37 @@ pub struct TrainArgs {
     /// (and the test accuracy at the end) in this CSV file.
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Ceilings on what input files may claim, so that a crafted or mistaken file is refused
+/// before it can exhaust a small board's memory. A file over a limit is refused with a message
+/// naming the flag that raises it.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Input limits (a file claiming more is refused)")]
+pub struct LimitArgs {
+    /// Most images (or labels) one data file may hold. MNIST has 60,000, EMNIST ByClass 697,932.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_IMAGES, value_parser = at_least_one)]
+    pub max_images: usize,
+    /// Most rows, and most columns, of the images of a data file. MNIST's are 28×28.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_IMAGE_SIDE, value_parser = at_least_one)]
+    pub max_image_side: usize,
+    /// Most MiB one file may take in memory: a .gz data file once decompressed (raw files are
+    /// memory-mapped instead), a model or checkpoint file.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_FILE_MIB, value_parser = at_least_one_u64)]
+    pub max_file_mib: u64,
+}
+
+impl LimitArgs {
+    /// The library's limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_images: self.max_images,
+            max_image_side: self.max_image_side,
+            max_file_bytes: self.max_file_mib.saturating_mul(1 << 20),
+        }
+    }
 }
 
 /// `mnist-mlp bench` options.
@@ -180,6 +212,8 @@ pub struct EvalArgs {
     /// Threads for the matrix products [default: number of cores].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// `mnist-mlp predict` options.
@@ -207,6 +241,8 @@ pub struct PredictArgs {
     /// One JSON object per line, with logits and all probabilities.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Learning-rate schedule.
@@ -245,6 +281,14 @@ fn parse_hidden(s: &str) -> Result<Hidden, String> {
 
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a positive integer".into()),
+    }
+}
+
+fn at_least_one_u64(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(_) => Err("expected a positive integer".into()),

@@ -6,14 +6,16 @@ use mnist_mlp::model_file;
 use mnist_mlp::report::TestAccuracy;
 
 use super::args::EvalArgs;
-use super::{set_threads, Out, MODEL_EXTRAS};
+use super::{note_decompressed, set_threads, Out, MODEL_EXTRAS};
 
 pub fn run(a: EvalArgs) -> Result<u8> {
     set_threads(a.threads);
-    let model = model_file::load(&a.model, &MODEL_EXTRAS)
+    let limits = a.limits.limits();
+    let model = model_file::load_with(&a.model, &MODEL_EXTRAS, &limits)
         .context("loading the model")?
         .model;
-    let test = Dataset::open(&a.data, Split::Test).context("loading the test set")?;
+    let test = Dataset::open_with(&a.data, Split::Test, &limits).context("loading the test set")?;
+    note_decompressed(&[&test]);
     let predicted = model.classify(&test)?;
     // confusion[true][predicted]
     let mut confusion = [[0usize; CLASSES]; CLASSES];

@@ -49,6 +49,18 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// Says which data files were decompressed into memory. Called once every input is known to
+/// be good, so that a bad input's error stays the only line on stderr.
+pub fn note_decompressed(sets: &[&mnist_mlp::data::Dataset]) {
+    for (path, bytes) in sets.iter().flat_map(|s| s.decompressed()) {
+        log::info!(
+            "decompressed {} into memory ({} KiB); gunzip it to have it memory-mapped instead",
+            path.display(),
+            bytes.div_ceil(1024)
+        );
+    }
+}
+
 /// Gives matrixmultiply `threads` threads (default: one per core) before any product runs;
 /// returns the number it will use.
 pub fn set_threads(threads: Option<usize>) -> usize {

@@ -7,10 +7,11 @@ use mnist_mlp::loss::{argmax, softmax};
 use mnist_mlp::model_file;
 
 use super::args::PredictArgs;
-use super::{Out, MODEL_EXTRAS};
+use super::{note_decompressed, Out, MODEL_EXTRAS};
 
 pub fn run(a: PredictArgs) -> Result<u8> {
-    let model = model_file::load(&a.model, &MODEL_EXTRAS)
+    let limits = a.limits.limits();
+    let model = model_file::load_with(&a.model, &MODEL_EXTRAS, &limits)
         .context("loading the model")?
         .model;
     if model.layout().input() != 28 * 28 {
@@ -47,7 +48,7 @@ pub fn run(a: PredictArgs) -> Result<u8> {
         }
     };
     if let Some(dir) = &a.data {
-        let test = Dataset::open(dir, Split::Test).context("loading the test set")?;
+        let test = Dataset::open_with(dir, Split::Test, &limits).context("loading the test set")?;
         test.expect_pixels(28 * 28)?;
         if let Some(&bad) = a.index.iter().find(|&&i| i >= test.len()) {
             bail!(
@@ -56,13 +57,20 @@ pub fn run(a: PredictArgs) -> Result<u8> {
                 test.len() - 1
             );
         }
+        note_decompressed(&[&test]);
         for &i in &a.index {
             report(&format!("test[{i}]"), Some(i), test.images().image(i));
         }
     } else {
-        for path in &a.images {
-            let pixels = read_digit(path, a.invert)?;
-            report(&path.display().to_string(), None, &pixels);
+        // Every image is read before anything is printed: one bad file among many gives its
+        // error and no partial output.
+        let digits = a
+            .images
+            .iter()
+            .map(|path| read_digit(path, a.invert))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (path, pixels) in a.images.iter().zip(&digits) {
+            report(&path.display().to_string(), None, pixels);
         }
     }
     out.finish()?;

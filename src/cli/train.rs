@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mnist_mlp::data::{Dataset, Split};
-use mnist_mlp::fsio::FileLock;
+use mnist_mlp::fsio::{check_writable, FileLock};
 use mnist_mlp::model::{Arch, DEFAULT_HIDDEN};
 use mnist_mlp::model_file::{self, join};
 use mnist_mlp::train::{
@@ -16,7 +16,7 @@ use mnist_mlp::train::{
 };
 
 use super::args::TrainArgs;
-use super::{set_threads, signals, Out};
+use super::{note_decompressed, set_threads, signals, Out, MODEL_EXTRAS};
 
 pub fn run(a: TrainArgs) -> Result<u8> {
     set_threads(a.threads);
@@ -40,16 +40,46 @@ pub fn run(a: TrainArgs) -> Result<u8> {
         shuffle: !a.no_shuffle,
         schedule: a.lr_schedule.into(),
     };
+    let limits = a.limits.limits();
+    // Files to be written are checked before any work: a run must not train for an hour and
+    // then find that its model cannot be saved.
+    for path in [&a.save, &a.checkpoint].into_iter().flatten() {
+        check_writable(path, true)?;
+    }
+    if let Some(path) = &a.metrics {
+        check_writable(path, false)?;
+    }
     // One run per checkpoint: a second run pointed at the same file is refused before it does
     // any work, instead of both overwriting it. (`FILE.lock` stays; the lock dies with us.)
     let _lock = a.checkpoint.as_deref().map(FileLock::acquire).transpose()?;
-    let train_set = Dataset::open(&a.data, Split::Train).context("loading the training set")?;
-    let test_set = Dataset::open(&a.data, Split::Test).context("loading the test set")?;
+    // Model files before data files: each input is checked before the next is opened.
+    let init = match &a.init {
+        // A checkpoint holds a model too; its optimizer state is not used.
+        Some(path) => Some(
+            model_file::load_with(path, &MODEL_EXTRAS, &limits)
+                .context("loading --init")?
+                .model,
+        ),
+        None => None,
+    };
+    if let Some(path) = &a.resume {
+        // Checked here within the limits and before the data; the trainer reads it again.
+        let f = model_file::load_with(path, &MODEL_EXTRAS, &limits).context("resuming")?;
+        if f.meta(path, "kind").context("resuming")? != "checkpoint" {
+            bail!(
+                "resuming: {}: is a model, not a checkpoint: use --init to start from its weights",
+                path.display()
+            );
+        }
+    }
+    let train_set =
+        Dataset::open_with(&a.data, Split::Train, &limits).context("loading the training set")?;
+    let test_set =
+        Dataset::open_with(&a.data, Split::Test, &limits).context("loading the test set")?;
 
     let trainer = if let Some(path) = &a.resume {
         Trainer::resume(path, length, a.log_every, &train_set).context("resuming")?
-    } else if let Some(path) = &a.init {
-        let model = model_file::load(path, &[]).context("loading --init")?.model;
+    } else if let (Some(path), Some(model)) = (&a.init, init) {
         let sizes = model.layout().sizes();
         let file_hidden = &sizes[1..sizes.len() - 1];
         if let Some(arch) = a.arch.map(Arch::from).filter(|&x| x != model.arch()) {
@@ -79,6 +109,7 @@ pub fn run(a: TrainArgs) -> Result<u8> {
         Some(p) => Some(Metrics::open(p, a.resume.is_some())?),
         None => None,
     };
+    note_decompressed(&[&train_set, &test_set]);
     let bar = progress_bar(trainer.iteration(), total);
     let stop = signals::install();
     let plan = Plan {
