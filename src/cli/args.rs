@@ -112,7 +112,7 @@ pub struct TrainArgs {
     /// whatever --threads is [default: 0].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Threads for the matrix products (at most 4 are used) [default: number of cores].
+    /// Threads for the matrix products and Adam (at most 8) [default: number of cores].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Print a progress line every N iterations.
@@ -192,7 +192,7 @@ pub struct BenchArgs {
     /// Timed repetitions of each measurement.
     #[arg(long, value_name = "N", default_value = "50", value_parser = at_least_one)]
     pub steps: usize,
-    /// Threads for the matrix products (at most 4 are used) [default: number of cores].
+    /// Threads for the matrix products and Adam (at most 8) [default: number of cores].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// One JSON object instead of the table.

@@ -61,15 +61,15 @@ pub fn note_decompressed(sets: &[&mnist_mlp::data::Dataset]) {
     }
 }
 
-/// Gives matrixmultiply `threads` threads (default: one per core) before any product runs;
-/// returns the number it will use.
+/// Sizes the thread pool of the matrix products and Adam to `threads` (default: one per core)
+/// before any product runs; returns the number it will use.
 pub fn set_threads(threads: Option<usize>) -> usize {
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     match mnist_mlp::gemm::set_threads(threads) {
         Some(n) => {
             if n < threads {
-                log::info!("{threads} threads asked for, matrixmultiply uses at most {n}");
+                log::info!("{threads} threads asked for, using at most {n}");
             }
             log::debug!("{n} GEMM threads");
             n

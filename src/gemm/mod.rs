@@ -57,7 +57,7 @@ fn kernel() -> Option<&'static kernel::Kernel> {
 /// The code that runs the products on this CPU, e.g. `"avx2+fma 6x16"`, `"neon 8x8"`, or the
 /// fallback's name.
 pub fn kernel_name() -> &'static str {
-    kernel().map_or("matrixmultiply (portable fallback)", |k| k.name)
+    kernel().map_or("matrixmultiply (fallback)", |k| k.name)
 }
 
 /// Whether products run on the crate's own kernel (and so never allocate).
