@@ -19,7 +19,8 @@ use std::thread::{self, Thread};
 /// Most threads the pool will run, the caller's included (an i.MX8QM has 6 cores, a host 8+).
 pub const MAX_THREADS: usize = 8;
 
-/// How long a worker spins between jobs before it parks, in spin-loop hints (~50 µs here).
+/// How long a worker spins between jobs before it parks, in spin-loop hints (a fraction of a
+/// millisecond: longer than the gaps between the jobs of a training step).
 const SPINS_BEFORE_PARK: usize = 1 << 14;
 
 /// The thread count asked for before the pool started (0: not asked, use the cores).

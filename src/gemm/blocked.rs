@@ -2,15 +2,19 @@
 //!
 //! For each block of `nc` columns and `kc` depth, `op(b)` is packed into `nr`-wide panels; for
 //! each block of `mc` rows, `op(a)` into `mr`-tall panels; then every `mr × nr` tile of `c` is
-//! one kernel call. Packing reads either layout of an operand (transposes cost nothing extra) and
-//! pads edge panels with zeros. The packed buffers belong to the calling thread and are reused
-//! by every later product: after the first product of each size, none allocates.
+//! one kernel call. Packing reads either layout of an operand (a transposed one is copied 8 × 8
+//! at a time) and pads edge panels with zeros. The calling thread keeps one set of packing
+//! buffers per unit, sized once for the kernel's largest blocks, so no product allocates after
+//! its first.
 //!
-//! Threads share each packing (panels are units of a pool job) and then the tiles (columns of
-//! tiles are units). A tile is computed by the same kernel over the same packed data in the same `k` order
-//! whichever thread computes it, so the result is bit-identical for any thread count.
+//! Threads split `c` into bands of whole tile columns (or rows), one pool unit each, and every
+//! unit packs what it needs itself: one job per product, no packed data shared between cores.
+//! The depth blocks depend only on `k`, so a tile is computed by the same kernel over the same
+//! packed values in the same order whichever thread computes it: the result is bit-identical
+//! for any thread count.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use super::kernel::{Kernel, MAX_TILE};
 use super::Trans;
@@ -31,26 +35,29 @@ struct Scratch {
 struct Aligned(Vec<f32>);
 
 impl Aligned {
-    /// A pointer to `len` floats starting on a 64-byte boundary.
-    fn get(&mut self, len: usize) -> *mut f32 {
+    /// `len` floats starting on a 64-byte boundary.
+    fn get(&mut self, len: usize) -> &mut [f32] {
         const PAD: usize = 64 / std::mem::size_of::<f32>();
         if self.0.len() < len + PAD {
             self.0 = vec![0.0; len + PAD];
         }
         let skip = self.0.as_ptr().align_offset(64).min(PAD);
-        self.0[skip..].as_mut_ptr()
+        &mut self.0[skip..skip + len]
     }
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    /// One set of buffers per unit of a product, kept by the thread that calls the product
+    /// (unit `u` uses set `u` whichever thread runs it, so only the caller ever allocates).
+    static SCRATCH: RefCell<Vec<Scratch>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A raw pointer handed to the pool's threads, each of which touches a disjoint part.
+/// The output matrix's pointer, handed to the pool's threads, each of which writes its own
+/// tiles.
 #[derive(Clone, Copy)]
 struct Shared<T>(*mut T);
-// SAFETY: the pointers are only used to write disjoint panels or tiles (one thread each) while
-// the owner waits in `pool::run`, and to read packed panels after the packing job returned.
+// SAFETY: the pointer is only used to write disjoint bands of tiles (one unit each) while the
+// owner of the matrix waits in `pool::run`.
 unsafe impl<T> Send for Shared<T> {}
 unsafe impl<T> Sync for Shared<T> {}
 
@@ -259,87 +266,131 @@ pub(super) fn gemm(
         cols: k,
     };
     // Equal depth blocks (784 = 4 × 196 rather than 3 × 256 + 16).
-    let kc_max = k.div_ceil(k.div_ceil(kern.kc));
-    let mc_max = kern.mc.min(m.div_ceil(mr) * mr);
-    let nc_max = kern.nc.min(n.div_ceil(nr) * nr);
-    let parallel = m * n * k >= PARALLEL_MIN_MACS;
-    let split = |units: usize, job: &(dyn Fn(usize) + Sync)| {
-        if parallel {
-            pool::run(units, job)
-        } else {
-            (0..units).for_each(job)
-        }
+    let kc = k.div_ceil(k.div_ceil(kern.kc));
+    let (a_panels, b_panels) = (m.div_ceil(mr), n.div_ceil(nr));
+    // Each unit owns a band of `c`: whole columns of tiles when `c` is at least as wide as it
+    // is tall, else whole rows. It packs its own part of the operand along the band and all of
+    // the other one, so no packed data crosses cores and no unit waits for another.
+    let by_columns = n >= m;
+    let threads = if m * n * k >= PARALLEL_MIN_MACS {
+        pool::threads()
+    } else {
+        1
     };
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        let pa = Shared(s.a.get(mc_max * kc_max));
-        let pb = Shared(s.b.get(nc_max * kc_max));
-        let pc = Shared(c.as_mut_ptr());
-        for jc in (0..n).step_by(kern.nc) {
-            let nc = kern.nc.min(n - jc);
-            let b_panels = nc.div_ceil(nr);
+    let units = threads.min(if by_columns { b_panels } else { a_panels });
+    let c = Shared(c.as_mut_ptr());
+    SCRATCH.with(|sets| {
+        let mut sets = sets.borrow_mut();
+        if sets.len() < units {
+            sets.resize_with(units, Scratch::default);
+        }
+        // Full-size blocks whatever the shape: allocated once for good (pages that are never
+        // written cost no memory).
+        for set in sets.iter_mut() {
+            set.a.get(kern.mc * kern.kc);
+            set.b.get(kern.nc * kern.kc);
+        }
+        let sets = pool::SharedMut::new(&mut sets[..units]);
+        let job = |u: usize| {
+            let band = |panels: usize| (panels * u / units)..(panels * (u + 1) / units);
+            let (rows, cols) = if by_columns {
+                (0..a_panels, band(b_panels))
+            } else {
+                (band(a_panels), 0..b_panels)
+            };
+            let operands = Operands {
+                a: &a,
+                bt: &bt,
+                c,
+                ldc: n,
+            };
+            // SAFETY: unit `u` alone uses buffer set `u`. The bands of different units are
+            // disjoint, so each tile of `c` is written by one unit; `c` has `m × n` floats and the
+            // bands lie inside it.
+            unsafe {
+                let scratch = &mut sets.part(u..u + 1)[0];
+                band_product(kern, &operands, kc, (rows, cols), alpha, beta, scratch);
+            }
+        };
+        if units == 1 {
+            job(0)
+        } else {
+            pool::run(units, &job)
+        }
+    });
+}
+
+/// The inputs and output of one product, as each unit sees them.
+struct Operands<'a> {
+    a: &'a Operand<'a>,
+    bt: &'a Operand<'a>,
+    c: Shared<f32>,
+    ldc: usize,
+}
+
+/// Tiles `rows × cols` (ranges of `mr`-row and `nr`-column panels) of `c`, with the unit's own
+/// packing buffers `s`: the BLIS loops over `nc` columns, `kc` depth and `mc` rows.
+///
+/// # Safety
+/// The tiles must lie inside `c` (`a.rows × bt.rows`, row stride `ldc`) and no other thread
+/// may write them meanwhile.
+unsafe fn band_product(
+    kern: &Kernel,
+    ops: &Operands<'_>,
+    kc_max: usize,
+    (rows, cols): (Range<usize>, Range<usize>),
+    alpha: f32,
+    beta: f32,
+    s: &mut Scratch,
+) {
+    let (mr, nr) = (kern.mr, kern.nr);
+    let (m, n, k) = (ops.a.rows, ops.bt.rows, ops.a.cols);
+    let (mc_panels, nc_panels) = (kern.mc / mr, kern.nc / nr);
+    {
+        let pa = s.a.get(kern.mc * kern.kc);
+        let pb = s.b.get(kern.nc * kern.kc);
+        for jc in cols.clone().step_by(nc_panels) {
+            let jcs = jc..(jc + nc_panels).min(cols.end);
             for p0 in (0..k).step_by(kc_max) {
                 let kc = kc_max.min(k - p0);
                 let beta = if p0 == 0 { beta } else { 1.0 };
-                for ic in (0..m).step_by(kern.mc) {
-                    let mc = kern.mc.min(m - ic);
-                    let a_panels = mc.div_ceil(mr);
-                    // Units: the `b` panels (first row block only), then the `a` panels.
-                    let b_units = if ic == 0 { b_panels } else { 0 };
-                    split(b_units + a_panels, &|u| {
-                        if u < b_units {
-                            // SAFETY: panel `u` is `kc·nr` floats at `u·kc·nr` inside the
-                            // `nc_max·kc_max` buffer; each unit packs its own panel.
-                            let dst = unsafe {
-                                std::slice::from_raw_parts_mut(pb.add(u * kc * nr), kc * nr)
-                            };
-                            bt.pack(dst, jc + u * nr, p0, kc, nr);
-                        } else {
-                            let ir = u - b_units;
-                            // SAFETY: as above, inside the `mc_max·kc_max` buffer.
-                            let dst = unsafe {
-                                std::slice::from_raw_parts_mut(pa.add(ir * kc * mr), kc * mr)
-                            };
-                            a.pack(dst, ic + ir * mr, p0, kc, mr);
-                        }
-                    });
-                    // Units: columns of tiles (each `b` panel then stays in one core's L1), or
-                    // rows of tiles when there are too few columns to share.
-                    let by_columns = b_panels >= 4;
-                    let units = if by_columns { b_panels } else { a_panels };
-                    split(units, &|u| {
-                        let (jrs, irs) = if by_columns {
-                            (u..u + 1, 0..a_panels)
-                        } else {
-                            (0..b_panels, u..u + 1)
-                        };
-                        for jr in jrs {
-                            let (j0, w) = (jr * nr, nr.min(nc - jr * nr));
-                            for ir in irs.clone() {
-                                let (i0, h) = (ir * mr, mr.min(mc - ir * mr));
-                                // SAFETY: both panels were packed by the job above (which
-                                // returned), with `kc·mr` and `kc·nr` floats; the tile's
-                                // rows `ic+i0 ..+h` and columns `jc+j0 ..+w` lie inside the
-                                // `m × n` matrix `c`, and each tile belongs to one unit.
-                                unsafe {
-                                    tile(
-                                        kern,
-                                        kc,
-                                        pa.add(ir * kc * mr),
-                                        pb.add(jr * kc * nr),
-                                        pc.add((ic + i0) * n + jc + j0),
-                                        (n, h, w),
-                                        alpha,
-                                        beta,
-                                    );
-                                }
+                for jr in jcs.clone() {
+                    let off = (jr - jc) * kc * nr;
+                    ops.bt
+                        .pack(&mut pb[off..off + kc * nr], jr * nr, p0, kc, nr);
+                }
+                for ic in rows.clone().step_by(mc_panels) {
+                    let ics = ic..(ic + mc_panels).min(rows.end);
+                    for ir in ics.clone() {
+                        let off = (ir - ic) * kc * mr;
+                        ops.a.pack(&mut pa[off..off + kc * mr], ir * mr, p0, kc, mr);
+                    }
+                    for jr in jcs.clone() {
+                        let (j0, w) = (jr * nr, nr.min(n - jr * nr));
+                        for ir in ics.clone() {
+                            let (i0, h) = (ir * mr, mr.min(m - ir * mr));
+                            let (a_off, b_off) = ((ir - ic) * kc * mr, (jr - jc) * kc * nr);
+                            // SAFETY: the panels were packed above with `kc·mr` and `kc·nr`
+                            // floats; the tile (rows i0..i0+h, columns j0..j0+w) lies inside
+                            // `c` and is this thread's (the caller's contract).
+                            unsafe {
+                                tile(
+                                    kern,
+                                    kc,
+                                    pa[a_off..a_off + kc * mr].as_ptr(),
+                                    pb[b_off..b_off + kc * nr].as_ptr(),
+                                    ops.c.add(i0 * ops.ldc + j0),
+                                    (ops.ldc, h, w),
+                                    alpha,
+                                    beta,
+                                );
                             }
                         }
-                    });
+                    }
                 }
             }
         }
-    });
+    }
 }
 
 /// One tile of `h ≤ mr` rows and `w ≤ nr` columns at `c` (row stride `rsc`). Edge tiles go
