@@ -8,7 +8,7 @@
 
 use crate::data::{to_unit_f32, Dataset, CLASSES};
 use crate::error::{Error, Result};
-use crate::layers::{linear_backward, linear_forward, relu_backward, relu_forward};
+use crate::layers::{linear_backward, linear_forward, relu_backward};
 use crate::loss::{argmax, count_correct, softmax_cross_entropy};
 use crate::rng::Rng;
 
@@ -226,10 +226,8 @@ impl Mlp {
             let (lower, upper) = ws.acts.split_at_mut(l + 1);
             let x = &lower[l][..bsz * i]; // (B, I)
             let y = &mut upper[0][..bsz * o]; // (B, O)
-            linear_forward(y, x, w, b, bsz, i, o);
-            if self.arch == Arch::Relu && l < last {
-                relu_forward(y);
-            }
+            let relu = self.arch == Arch::Relu && l < last;
+            linear_forward(y, x, w, b, (bsz, i, o), relu);
         }
     }
 
