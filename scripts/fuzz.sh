@@ -37,7 +37,12 @@ done
 # No allocation needs more than a few MiB on these inputs; 64 MiB at once is a finding.
 malloc_mb=${FUZZ_MALLOC_MB:-64}
 rss_mb=${FUZZ_RSS_MB:-512}
-timeout=${FUZZ_TIMEOUT:-10}
+# Every input runs in milliseconds; a hang never ends. 60 s, not less: on this loaded shared
+# machine a 90 ms input was seen stalled for 12 s, and once for 70 s.
+timeout=${FUZZ_TIMEOUT:-60}
+# AddressSanitizer keeps freed blocks in a 256 MiB quarantine by default, which alone brought
+# the idx_gz run to 391 MiB; a smaller one leaves the RSS limit to measure our own memory.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=64"
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "fuzz.sh: installing the nightly toolchain (cargo-fuzz needs it for the sanitizers)"

@@ -4,7 +4,8 @@
 //! flipped byte and any header value gives `Err` with a message naming the file, never a
 //! panic (proptest reports a panic as a failure, with the input shrunk). Where the header is
 //! random, an oracle says whether the file must be accepted: exactly when its claims are true
-//! (files opened from disk may also be refused for going over a size limit).
+//! (files opened from disk may also be refused for going over a size limit), and no single
+//! allocation may exceed a small multiple of the file's real length, whatever it claims.
 //!
 //! `tests/corruption.rs` walks every truncation of a few fixed files with a seeded generator;
 //! here the files themselves are random too. Case counts are per test; under
@@ -12,6 +13,8 @@
 //! from run to run; a failure prints its shrunk input, and `PROPTEST_RNG_SEED=N` replays a run.
 
 mod common;
+#[path = "common/peak_alloc.rs"]
+mod peak_alloc;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +29,10 @@ use mnist_mlp::image::read_digit;
 use mnist_mlp::model::{Arch, Mlp};
 use mnist_mlp::model_file;
 use mnist_mlp::rng::Rng;
+use peak_alloc::PeakAlloc;
+
+#[global_allocator]
+static ALLOCATOR: PeakAlloc = PeakAlloc;
 
 /// `full` cases, or a sixteenth of them at reduced scale (emulation is ≈100× slower).
 fn cases(full: u32) -> ProptestConfig {
@@ -67,6 +74,12 @@ fn ok_or_named<T>(r: mnist_mlp::Result<T>, path: &Path) -> Result<Option<T>, Tes
         Ok(v) => Ok(Some(v)),
         Err(e) => named_err::<T>(Err(e), path).map(|_| None),
     }
+}
+
+/// Runs the parser call `f` on the file `path`, failing the case if it asks for any single
+/// block over `limit` bytes: a small multiple of the file's real length, never its claims.
+fn within<R>(limit: usize, path: &Path, f: impl FnOnce() -> R) -> Result<R, TestCaseError> {
+    peak_alloc::bounded(limit, path, f).map_err(TestCaseError::fail)
 }
 
 fn ok<T>(r: mnist_mlp::Result<T>) -> Result<T, TestCaseError> {
@@ -190,17 +203,19 @@ proptest! {
     ) {
         let name = Path::new("prop-images-idx3-ubyte");
         let bytes = idx_raw(magic, &dims, body);
+        let parsed = within(64 << 10, name, || Images::from_vec(name, bytes))?;
         if images_claims_true(magic, dims, body) {
-            prop_assert_eq!(ok(Images::from_vec(name, bytes))?.count(), dims[0] as usize);
+            prop_assert_eq!(ok(parsed)?.count(), dims[0] as usize);
         } else {
-            named_err(Images::from_vec(name, bytes), name)?;
+            named_err(parsed, name)?;
         }
         let name = Path::new("prop-labels-idx1-ubyte");
         let bytes = idx_raw(magic, &dims[..1], body);
+        let parsed = within(64 << 10, name, || Labels::from_vec(name, bytes))?;
         if magic == LABELS_MAGIC && dims[0] as usize == body {
-            prop_assert_eq!(ok(Labels::from_vec(name, bytes))?.as_slice().len(), body);
+            prop_assert_eq!(ok(parsed)?.as_slice().len(), body);
         } else {
-            named_err(Labels::from_vec(name, bytes), name)?;
+            named_err(parsed, name)?;
         }
     }
 }
@@ -253,8 +268,10 @@ proptest! {
         // Files opened from disk are also held to the size limits (image count and side): a
         // true header with an enormous dimension may be refused too, a false one always is.
         let modest = |d: u32| d <= 1000;
-        let (_dir, path) = file("prop-images-idx3-ubyte.gz", &gzip(&idx_raw(magic, &dims, body)));
-        let opened = Images::open(&path);
+        let gz = gzip(&idx_raw(magic, &dims, body));
+        let limit = 2 * 1032 * gz.len() + (1 << 20);
+        let (_dir, path) = file("prop-images-idx3-ubyte.gz", &gz);
+        let opened = within(limit, &path, || Images::open(&path))?;
         if !images_claims_true(magic, dims, body) {
             named_err(opened, &path)?;
         } else if dims.iter().all(|&d| modest(d)) {
@@ -262,8 +279,10 @@ proptest! {
         } else if let Some(images) = ok_or_named(opened, &path)? {
             prop_assert_eq!(images.count(), dims[0] as usize);
         }
-        let (_dir, path) = file("prop-labels-idx1-ubyte.gz", &gzip(&idx_raw(magic, &dims[..1], body)));
-        let opened = Labels::open(&path);
+        let gz = gzip(&idx_raw(magic, &dims[..1], body));
+        let limit = 2 * 1032 * gz.len() + (1 << 20);
+        let (_dir, path) = file("prop-labels-idx1-ubyte.gz", &gz);
+        let opened = within(limit, &path, || Labels::open(&path))?;
         if magic != LABELS_MAGIC || dims[0] as usize != body {
             named_err(opened, &path)?;
         } else {
@@ -345,7 +364,8 @@ fn meta_value(truth: String) -> impl Strategy<Value = String> {
         4 => Just(truth),
         1 => (0usize..10).prop_map(|v| v.to_string()),
         1 => prop::sample::select(vec![
-            "", "-1", "0", "4294967296", "18446744073709551615", "99999999999999999999999",
+            "", "-1", "0", "1000000", "3000000", "4294967296", "18446744073709551615",
+            "99999999999999999999999",
             "1e3", " 3", "x", "3,", ",", "100000,100000", "65536,65536,65536",
         ])
         .prop_map(String::from),
@@ -456,11 +476,13 @@ proptest! {
             && number(&input) == Some(sizes[0])
             && number(&classes) == Some(sizes[sizes.len() - 1])
             && widths.as_deref() == Some(&sizes[1..sizes.len() - 1]);
+        let limit = 4 * bytes.len() + (1 << 20);
+        let decoded = within(limit, name, || model_file::decode(name, &bytes, &[]))?;
         if truth {
-            let back = ok(model_file::decode(name, &bytes, &[]))?;
+            let back = ok(decoded)?;
             prop_assert_eq!(back.model.params(), m.params());
         } else {
-            named_err(model_file::decode(name, &bytes, &[]), name)?;
+            named_err(decoded, name)?;
         }
     }
 
@@ -502,11 +524,13 @@ proptest! {
             entries.push((tname.clone(), dtype, claimed_shape, offsets));
         }
         let bytes = safetensors_by_hand(&meta, &entries, &data);
+        let limit = 4 * bytes.len() + (1 << 20);
+        let decoded = within(limit, name, || model_file::decode(name, &bytes, &[]))?;
         if truth {
-            let back = ok(model_file::decode(name, &bytes, &[]))?;
+            let back = ok(decoded)?;
             prop_assert_eq!(back.model.params(), m.params());
         } else {
-            named_err(model_file::decode(name, &bytes, &[]), name)?;
+            named_err(decoded, name)?;
         }
     }
 }
@@ -620,13 +644,15 @@ proptest! {
     ) {
         // PGM, binary: accepted exactly when 28×28, maxval 1..=65535 and enough pixels.
         let body: Vec<u8> = px.iter().cycle().take(body_len).copied().collect();
-        let (_dir, path) = file("prop-digit", &pgm(b'5', &w, &h, &max, &body));
+        let pgm_file = pgm(b'5', &w, &h, &max, &body);
+        let (_dir, path) = file("prop-digit", &pgm_file);
+        let read = within(2 * pgm_file.len() + (1 << 20), &path, || read_digit(&path, false))?;
         let maxval = max.parse::<u64>().ok();
         let need = if maxval.is_some_and(|m| m > 255) { 2 * 784 } else { 784 };
         if w == "28" && h == "28" && maxval.is_some_and(|m| (1..=65535).contains(&m)) && body_len >= need {
-            prop_assert_eq!(ok(read_digit(&path, false))?.len(), 784);
+            prop_assert_eq!(ok(read)?.len(), 784);
         } else {
-            named_err(read_digit(&path, false), &path)?;
+            named_err(read, &path)?;
         }
 
         // PNG, any IHDR width and height (with a valid CRC): accepted exactly when 28×28.
@@ -635,10 +661,11 @@ proptest! {
         png[20..24].copy_from_slice(&png_h.to_be_bytes());
         fix_ihdr_crc(&mut png);
         let (_dir, path) = file("prop-digit", &png);
+        let read = within(2 * png.len() + (1 << 20), &path, || read_digit(&path, false))?;
         if (png_w, png_h) == (28, 28) {
-            prop_assert_eq!(&ok(read_digit(&path, false))?, &px);
+            prop_assert_eq!(&ok(read)?, &px);
         } else {
-            named_err(read_digit(&path, false), &path)?;
+            named_err(read, &path)?;
         }
         // Any bit depth and colour type: a digit or a named error.
         png[16..20].copy_from_slice(&28u32.to_be_bytes());

@@ -4,11 +4,15 @@
 //! then used as the CLI would: the checkpoint accessors with right and wrong lengths, one
 //! forward pass when it takes 28×28 images, and, for a checkpoint, `Trainer::resume` on a
 //! tiny training set and one step (whose errors must at least say something).
+//!
+//! Half the mutations edit the JSON header alone and rewrite its length prefix: otherwise
+//! nearly every edit that changes the header's length (a longer number in `hidden`, a new
+//! key) is refused at the first 8 bytes and the metadata checks are hardly reached.
 #![no_main]
 
 use std::path::Path;
 
-use libfuzzer_sys::fuzz_target;
+use libfuzzer_sys::{fuzz_mutator, fuzz_target, fuzzer_mutate};
 use mnist_mlp::data::Dataset;
 use mnist_mlp::idx::{Images, Labels};
 use mnist_mlp::model_file;
@@ -64,3 +68,29 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
+    if seed % 2 == 0 {
+        if let Some(n) = mutate_header(data, size, max_size) {
+            return n;
+        }
+    }
+    fuzzer_mutate(data, size, max_size)
+});
+
+/// Mutates the safetensors header of `data[..size]` (8-byte little-endian length, then JSON)
+/// with libFuzzer's own mutations, keeps the tensor bytes after it, and fixes the length.
+/// `None` when `data` does not start with a header that fits.
+fn mutate_header(data: &mut [u8], size: usize, max_size: usize) -> Option<usize> {
+    let n = usize::try_from(u64::from_le_bytes(data.get(..8)?.try_into().ok()?)).ok()?;
+    let end = n.checked_add(8).filter(|&e| e <= size)?;
+    let body = data[end..size].to_vec();
+    let room = max_size.checked_sub(8 + body.len()).filter(|&r| r >= n)?;
+    let mut header = data[8..end].to_vec();
+    header.resize(room, 0);
+    let new_n = fuzzer_mutate(&mut header, n, room);
+    data[..8].copy_from_slice(&(new_n as u64).to_le_bytes());
+    data[8..8 + new_n].copy_from_slice(&header[..new_n]);
+    data[8 + new_n..8 + new_n + body.len()].copy_from_slice(&body);
+    Some(8 + new_n + body.len())
+}
