@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
-    if seed % 2 == 0 {
+    if seed & 1 == 0 {
         if let Some(n) = mutate_header(data, size, max_size) {
             return n;
         }

@@ -7,6 +7,7 @@
 //! `examples/gen_seeds.rs`. Run everything with `scripts/fuzz.sh [SECONDS]`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -15,28 +16,46 @@ use std::sync::OnceLock;
 /// `MODEL_EXTRAS`, the checkpoint's training state).
 pub const CHECKPOINT_EXTRAS: [&str; 3] = ["adam.m", "adam.v", "data.order"];
 
-/// `name` inside a directory that lives as long as the fuzzing process. One path per name, so
-/// each execution overwrites the previous input instead of filling the disk.
+/// Prefix of the scratch directories; the process id follows it.
+const SCRATCH_PREFIX: &str = "mnist-mlp-fuzz-";
+
+/// `name` inside this process's scratch directory (`/dev/shm` when there is one: the file is
+/// rewritten at every execution). One path per name, so each execution overwrites the previous
+/// input instead of filling the disk. A fuzzing process ends by `exit` and drops no statics,
+/// so the directory is named after the process id and those of processes that are gone are
+/// removed when the next one starts.
 pub fn scratch(name: &str) -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        // /dev/shm when there is one: the file is rewritten at every execution.
         let shm = Path::new("/dev/shm");
-        let builder = tempfile::Builder::new()
-            .prefix("mnist-mlp-fuzz-")
-            .tempdir_in(shm);
-        builder
-            .or_else(|_| tempfile::tempdir())
-            .expect("a scratch directory")
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let proc = Path::new("/proc");
+        if proc.join("self").exists() {
+            for entry in fs::read_dir(&base).into_iter().flatten().flatten() {
+                let file_name = entry.file_name();
+                let file_name = file_name.to_string_lossy();
+                if let Some(pid) = file_name.strip_prefix(SCRATCH_PREFIX) {
+                    if !proc.join(pid).exists() {
+                        let _ = fs::remove_dir_all(entry.path());
+                    }
+                }
+            }
+        }
+        let dir = base.join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("a scratch directory");
+        dir
     })
-    .path()
     .join(name)
 }
 
 /// Writes `bytes` to the scratch file `name` and returns its path.
 pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
     let path = scratch(name);
-    std::fs::write(&path, bytes).expect("write the scratch file");
+    fs::write(&path, bytes).expect("write the scratch file");
     path
 }
 
