@@ -266,7 +266,11 @@ impl Trainer {
             f.f32s(path, ckpt::ADAM_V, n)?,
         );
         let (adam_t, iteration) = (num("adam_t")?, num("iteration")? as usize);
-        let mut t = Self::with_model(&cfg, train, f.model)?;
+        // Settings that cannot run (batch 0, a negative rate) come from the file: say which.
+        let mut t = Self::with_model(&cfg, train, f.model).map_err(|e| match e {
+            Error::Config { problem } => Error::model(path, problem),
+            other => other,
+        })?;
         t.batcher = Batcher::restore(train.len(), cfg.batch, state)
             .map_err(|e| Error::model(path, e.to_string()))?;
         t.adam.m = m;

@@ -195,6 +195,22 @@ fn resume_continues_bit_for_bit() {
         1,
         &["is a model, not a checkpoint", "--init"],
     );
+    // Settings in a checkpoint that cannot run are reported against the file. The edit keeps
+    // the header's length: "64" becomes "00", a batch of 0.
+    let bytes = std::fs::read(p("ckpt")).unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let at = text
+        .find("\"batch\":\"64\"")
+        .expect("batch in the checkpoint's metadata");
+    let mut edited = bytes.clone();
+    edited[at..at + 12].copy_from_slice(b"\"batch\":\"00\"");
+    std::fs::write(p("bad-ckpt"), edited).unwrap();
+    let err = fails(
+        &["train", "--data", d, "--resume", &p("bad-ckpt")],
+        1,
+        &[&p("bad-ckpt"), "batch size must be at least 1"],
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
 #[test]
