@@ -50,9 +50,12 @@ pub fn threads() -> usize {
 /// any unit is raised again here.
 pub fn run(units: usize, job: &(dyn Fn(usize) + Sync)) {
     let pool = pool();
-    let guard = match pool.busy.try_lock() {
-        Ok(guard) if pool.threads > 1 && units > 1 => guard,
-        _ => return (0..units).for_each(job),
+    if pool.threads == 1 || units <= 1 {
+        return (0..units).for_each(job);
+    }
+    // Not while running inline above: the lock guards the workers' job slot only.
+    let Ok(guard) = pool.busy.try_lock() else {
+        return (0..units).for_each(job);
     };
     let shared = pool.shared;
     // SAFETY: only the holder of `busy` writes `job`, and workers read it only while entered
