@@ -10,9 +10,9 @@
 //! run on the calling thread: splitting them over the pool was measured to gain nothing at
 //! these sizes (a training step's element-wise work is a few percent of it).
 
-use crate::gemm::{gemm, Trans};
+use crate::gemm::{bias_relu, gemm, gemm_bias, Trans};
 
-/// `y = x · wᵀ + b`, then `y = max(y, 0)` when `relu` (fused into the bias pass).
+/// `y = x · wᵀ + b`, then `y = max(y, 0)` when `relu` (both applied inside the product).
 ///
 /// `y` (B, O), `x` (B, I), `w` (O, I), `b` (O).
 pub fn linear_forward(
@@ -23,18 +23,15 @@ pub fn linear_forward(
     (bsz, i, o): (usize, usize, usize),
     relu: bool,
 ) {
-    gemm(Trans::No, Trans::Yes, bsz, o, i, 1.0, x, w, 0.0, y);
-    add_bias(y, b, o, relu);
+    gemm_bias(Trans::No, Trans::Yes, bsz, o, i, x, w, b, relu, y);
 }
 
-/// `y += b` on every row of `y` (B, O), then `y = max(y, 0)` when `relu`: one pass over the
-/// output. A NaN stays NaN through the ReLU, so divergence is not hidden.
+/// `y += b` on every row of `y` (B, O), then `y = max(y, 0)` when `relu`. A NaN stays NaN
+/// through the ReLU, so divergence is not hidden. ([`linear_forward`] does this inside the
+/// product, tile by tile.)
 pub fn add_bias(y: &mut [f32], b: &[f32], o: usize, relu: bool) {
     for row in y.chunks_exact_mut(o) {
-        for (v, &bias) in row.iter_mut().zip(b) {
-            let z = *v + bias;
-            *v = if relu && z < 0.0 { 0.0 } else { z };
-        }
+        bias_relu(row, b, relu);
     }
 }
 

@@ -3,12 +3,15 @@
 //! For each block of `nc` columns and `kc` depth, `op(b)` is packed into `nr`-wide panels; for
 //! each block of `mc` rows, `op(a)` into `mr`-tall panels; then every `mr × nr` tile of `c` is
 //! one kernel call. Packing reads either layout of an operand (a transposed one is copied 8 × 8
-//! at a time) and pads edge panels with zeros. The calling thread keeps one set of packing
-//! buffers per unit, sized once for the kernel's largest blocks, so no product allocates after
-//! its first.
+//! at a time) and pads edge panels with zeros. Kernels that broadcast `a` one value at a time
+//! (the x86 ones) read its whole panels where they are stored, at its strides, and only its
+//! edge panel is packed. The calling thread keeps one set of packing buffers per unit, sized
+//! once for the kernel's largest blocks, so no product allocates after its first.
 //!
 //! Threads split `c` into bands of whole tile columns (or rows), one pool unit each, and every
 //! unit packs what it needs itself: one job per product, no packed data shared between cores.
+//! When the split is by columns, every unit reads all of `a`: reading it in place saves each
+//! unit a pass over it, which is the part of the packing that grows with the thread count.
 //! The depth blocks depend only on `k`, so a tile is computed by the same kernel over the same
 //! packed values in the same order whichever thread computes it: the result is bit-identical
 //! for any thread count.
@@ -79,6 +82,20 @@ struct Operand<'a> {
 }
 
 impl Operand<'_> {
+    /// Row and column strides of `op(x)` in `data`.
+    fn strides(&self) -> (usize, usize) {
+        match self.trans {
+            Trans::No => (self.cols, 1),
+            Trans::Yes => (1, self.rows),
+        }
+    }
+
+    /// Where `op(x)[r, c]` is stored (`r < rows`, `c < cols`).
+    fn at(&self, r: usize, c: usize) -> *const f32 {
+        let (rs, cs) = self.strides();
+        self.data[r * rs + c * cs..].as_ptr()
+    }
+
     /// Copies the panel `op(x)[r0 .. r0 + width, c0 .. c0 + depth]` into `dst` as `depth`
     /// groups of `width` values (`dst[p·width + i] = op(x)[r0 + i, c0 + p]`), zero past the last
     /// row.
@@ -235,8 +252,16 @@ unsafe fn transpose8_avx(src: &[&[f32]; 8], dst: &mut [f32], i: usize, width: us
     }
 }
 
-/// `c = alpha · op(a) · op(b) + beta · c` with `kern`; shapes already checked by the caller:
-/// `op(a)` is `(m, k)`, `op(b)` is `(k, n)`, `c` is `(m, n)`, all non-empty.
+/// A bias (one value per column of `c`) and an optional ReLU, applied to each tile of `c` once
+/// its last depth block is in.
+pub(super) struct Epilogue<'a> {
+    pub bias: &'a [f32],
+    pub relu: bool,
+}
+
+/// `c = alpha · op(a) · op(b) + beta · c` with `kern`, then `epilogue` on every tile; shapes
+/// already checked by the caller: `op(a)` is `(m, k)`, `op(b)` is `(k, n)`, `c` is `(m, n)`,
+/// all non-empty, and an epilogue's bias has `n` values.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm(
     kern: &Kernel,
@@ -247,6 +272,7 @@ pub(super) fn gemm(
     b: &[f32],
     beta: f32,
     c: &mut [f32],
+    epilogue: Option<&Epilogue<'_>>,
 ) {
     let (mr, nr) = (kern.mr, kern.nr);
     // `op(b)ᵀ` is `(n, k)` and packs like `a`: its rows are b's columns.
@@ -303,6 +329,7 @@ pub(super) fn gemm(
                 bt: &bt,
                 c,
                 ldc: n,
+                epilogue,
             };
             // SAFETY: unit `u` alone uses buffer set `u`. The bands of different units are
             // disjoint, so each tile of `c` is written by one unit; `c` has `m × n` floats and the
@@ -326,6 +353,7 @@ struct Operands<'a> {
     bt: &'a Operand<'a>,
     c: Shared<f32>,
     ldc: usize,
+    epilogue: Option<&'a Epilogue<'a>>,
 }
 
 /// Tiles `rows × cols` (ranges of `mr`-row and `nr`-column panels) of `c`, with the unit's own
@@ -346,6 +374,9 @@ unsafe fn band_product(
     let (mr, nr) = (kern.mr, kern.nr);
     let (m, n, k) = (ops.a.rows, ops.bt.rows, ops.a.cols);
     let (mc_panels, nc_panels) = (kern.mc / mr, kern.nc / nr);
+    // Whole panels of `a` are read where they are stored when the kernel can: packing them
+    // would cost a pass over `a` per unit and gain nothing. Edge panels are packed (zero rows).
+    let direct = |ir: usize| kern.any_a_strides && (ir + 1) * mr <= m;
     {
         let pa = s.a.get(kern.mc * kern.kc);
         let pb = s.b.get(kern.nc * kern.kc);
@@ -354,6 +385,7 @@ unsafe fn band_product(
             for p0 in (0..k).step_by(kc_max) {
                 let kc = kc_max.min(k - p0);
                 let beta = if p0 == 0 { beta } else { 1.0 };
+                let last = p0 + kc == k;
                 for jr in jcs.clone() {
                     let off = (jr - jc) * kc * nr;
                     ops.bt
@@ -361,7 +393,7 @@ unsafe fn band_product(
                 }
                 for ic in rows.clone().step_by(mc_panels) {
                     let ics = ic..(ic + mc_panels).min(rows.end);
-                    for ir in ics.clone() {
+                    for ir in ics.clone().filter(|&ir| !direct(ir)) {
                         let off = (ir - ic) * kc * mr;
                         ops.a.pack(&mut pa[off..off + kc * mr], ir * mr, p0, kc, mr);
                     }
@@ -369,21 +401,43 @@ unsafe fn band_product(
                         let (j0, w) = (jr * nr, nr.min(n - jr * nr));
                         for ir in ics.clone() {
                             let (i0, h) = (ir * mr, mr.min(m - ir * mr));
-                            let (a_off, b_off) = ((ir - ic) * kc * mr, (jr - jc) * kc * nr);
-                            // SAFETY: the panels were packed above with `kc·mr` and `kc·nr`
-                            // floats; the tile (rows i0..i0+h, columns j0..j0+w) lies inside
-                            // `c` and is this thread's (the caller's contract).
+                            let (a, a_strides) = if direct(ir) {
+                                (ops.a.at(i0, p0), ops.a.strides())
+                            } else {
+                                let off = (ir - ic) * kc * mr;
+                                (pa[off..off + kc * mr].as_ptr(), (1, mr))
+                            };
+                            let b_off = (jr - jc) * kc * nr;
+                            // SAFETY: a direct panel has all `mr` rows inside `op(a)` and
+                            // depth p0..p0+kc ≤ k, so every `a + i·rsa + p·csa` the kernel
+                            // reads is in `a`; otherwise the panel was packed above with
+                            // `kc·mr` floats. The `b` panel has `kc·nr`. The tile (rows
+                            // i0..i0+h, columns j0..j0+w) lies inside `c` and is this thread's
+                            // (the caller's contract).
                             unsafe {
                                 tile(
                                     kern,
                                     kc,
-                                    pa[a_off..a_off + kc * mr].as_ptr(),
+                                    (a, a_strides),
                                     pb[b_off..b_off + kc * nr].as_ptr(),
                                     ops.c.add(i0 * ops.ldc + j0),
                                     (ops.ldc, h, w),
                                     alpha,
                                     beta,
                                 );
+                            }
+                            if let (Some(e), true) = (ops.epilogue, last) {
+                                let bias = &e.bias[j0..j0 + w];
+                                for i in i0..i0 + h {
+                                    // SAFETY: as for the tile above, whose rows these are.
+                                    let row = unsafe {
+                                        std::slice::from_raw_parts_mut(
+                                            ops.c.add(i * ops.ldc + j0),
+                                            w,
+                                        )
+                                    };
+                                    super::bias_relu(row, bias, e.relu);
+                                }
                             }
                         }
                     }
@@ -402,7 +456,7 @@ unsafe fn band_product(
 unsafe fn tile(
     kern: &Kernel,
     kc: usize,
-    a: *const f32,
+    (a, a_strides): (*const f32, (usize, usize)),
     b: *const f32,
     c: *mut f32,
     (rsc, h, w): (usize, usize, usize),
@@ -410,10 +464,10 @@ unsafe fn tile(
     beta: f32,
 ) {
     if h == kern.mr && w == kern.nr {
-        return (kern.run)(kc, a, b, c, rsc, alpha, beta);
+        return (kern.run)(kc, a, a_strides, b, c, rsc, alpha, beta);
     }
     let mut t = [0.0f32; MAX_TILE];
-    (kern.run)(kc, a, b, t.as_mut_ptr(), kern.nr, 1.0, 0.0);
+    (kern.run)(kc, a, a_strides, b, t.as_mut_ptr(), kern.nr, 1.0, 0.0);
     for (i, row) in t.chunks_exact(kern.nr).take(h).enumerate() {
         // SAFETY: row `i < h` of the tile has `w` valid floats (caller's contract).
         let out = std::slice::from_raw_parts_mut(c.add(i * rsc), w);

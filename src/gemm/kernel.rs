@@ -1,8 +1,10 @@
-//! Micro-kernels: one `MR × NR` tile of `c` from a packed `MR`-row panel of `a` and a packed
+//! Micro-kernels: one `MR × NR` tile of `c` from an `MR`-row panel of `a` and a packed
 //! `NR`-column panel of `b`, the accumulators held in vector registers for the whole `k` loop.
 //!
 //! Packed layouts (see the blocked module): the `a` panel is `kc` groups of `MR` values (column
 //! `p` of the panel's rows), the `b` panel `kc` groups of `NR` values (row `p` of its columns).
+//! The x86 kernels broadcast `a` one value at a time, so they also take it unpacked, at any row
+//! and column strides; NEON loads `a` four rows at a time and needs it packed.
 //! Every kernel stores `c = alpha·acc` when `beta == 0` (old `c` never read) and
 //! `c = alpha·acc + beta·c` otherwise, as a multiply, a multiply and an add with no fused
 //! rounding, so edge tiles finished in scalar code round exactly like full tiles.
@@ -22,14 +24,20 @@ pub struct Kernel {
     pub mc: usize,
     /// Columns of `b` packed at once, a multiple of `nr`.
     pub nc: usize,
-    /// The tile function. Safety contract: `a` holds `kc·mr` floats, `b` holds `kc·nr`, and
-    /// `c` points at `mr` rows of `nr` writable floats `rsc` apart, aliasing neither; the CPU
-    /// has the features the kernel was compiled for.
+    /// Whether the kernel reads `a` at any strides (it broadcasts one value at a time), so a
+    /// whole panel can be read where it is stored instead of packed. Otherwise `a` must be a
+    /// packed panel: strides `(1, mr)`.
+    pub any_a_strides: bool,
+    /// The tile function. Safety contract: `a` is readable at `a + i·rsa + p·csa` for every row
+    /// `i < mr` and depth `p < kc`, with `(rsa, csa) == (1, mr)` unless `any_a_strides`; `b`
+    /// holds `kc·nr` floats, and `c` points at `mr` rows of `nr` writable floats `rsc` apart,
+    /// aliasing neither; the CPU has the features the kernel was compiled for.
     pub run: TileFn,
 }
 
-/// `(kc, a, b, c, rsc, alpha, beta)`: see [`Kernel::run`].
-pub type TileFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, f32, f32);
+/// `(kc, a, (rsa, csa), b, c, rsc, alpha, beta)`: see [`Kernel::run`].
+pub type TileFn =
+    unsafe fn(usize, *const f32, (usize, usize), *const f32, *mut f32, usize, f32, f32);
 
 /// Largest `mr · nr` of any kernel (size of the scratch tile for edge tiles).
 pub const MAX_TILE: usize = 8 * 32;
@@ -70,12 +78,15 @@ mod x86 {
         kc: 256,
         mc: 528,
         nc: 1024,
+        any_a_strides: true,
         run: tile_6x16,
     };
 
+    #[allow(clippy::too_many_arguments)]
     unsafe fn tile_6x16(
         kc: usize,
         a: *const f32,
+        rsa_csa: (usize, usize),
         b: *const f32,
         c: *mut f32,
         rsc: usize,
@@ -84,13 +95,15 @@ mod x86 {
     ) {
         // SAFETY: `select` returns this kernel only when AVX2 and FMA were detected; the
         // pointer contract is the caller's (see `Kernel::run`).
-        unsafe { tile_6x16_avx2(kc, a, b, c, rsc, alpha, beta) }
+        unsafe { tile_6x16_avx2(kc, a, rsa_csa, b, c, rsc, alpha, beta) }
     }
 
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn tile_6x16_avx2(
         kc: usize,
         mut a: *const f32,
+        (rsa, csa): (usize, usize),
         mut b: *const f32,
         c: *mut f32,
         rsc: usize,
@@ -102,11 +115,11 @@ mod x86 {
             let b0 = _mm256_loadu_ps(b);
             let b1 = _mm256_loadu_ps(b.add(8));
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm256_broadcast_ss(&*a.add(i));
+                let ai = _mm256_broadcast_ss(&*a.add(i * rsa));
                 row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
             }
-            a = a.add(6);
+            a = a.add(csa);
             b = b.add(16);
         }
         let va = _mm256_set1_ps(alpha);
@@ -134,13 +147,16 @@ mod x86 {
         kc: 256,
         mc: 528,
         nc: 1024,
+        any_a_strides: true,
         run: tile_8x32,
     };
 
     #[cfg(mnist_mlp_avx512)]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn tile_8x32(
         kc: usize,
         a: *const f32,
+        rsa_csa: (usize, usize),
         b: *const f32,
         c: *mut f32,
         rsc: usize,
@@ -149,15 +165,17 @@ mod x86 {
     ) {
         // SAFETY: `select` returns this kernel only when AVX-512F was detected; the pointer
         // contract is the caller's (see `Kernel::run`).
-        unsafe { tile_8x32_avx512(kc, a, b, c, rsc, alpha, beta) }
+        unsafe { tile_8x32_avx512(kc, a, rsa_csa, b, c, rsc, alpha, beta) }
     }
 
     #[cfg(mnist_mlp_avx512)]
+    #[allow(clippy::too_many_arguments)]
     #[clippy::msrv = "1.89"] // built only by 1.89+ (see build.rs)
     #[target_feature(enable = "avx512f")]
     unsafe fn tile_8x32_avx512(
         kc: usize,
         mut a: *const f32,
+        (rsa, csa): (usize, usize),
         mut b: *const f32,
         c: *mut f32,
         rsc: usize,
@@ -169,11 +187,11 @@ mod x86 {
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(16));
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*a.add(i));
+                let ai = _mm512_set1_ps(*a.add(i * rsa));
                 row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
             }
-            a = a.add(8);
+            a = a.add(csa);
             b = b.add(32);
         }
         let va = _mm512_set1_ps(alpha);
@@ -206,6 +224,7 @@ mod neon {
         kc: 256,
         mc: 128,
         nc: 1024,
+        any_a_strides: false,
         run: tile_8x8,
     };
 
@@ -216,9 +235,11 @@ mod neon {
         };
     }
 
+    #[allow(clippy::too_many_arguments)]
     unsafe fn tile_8x8(
         kc: usize,
         mut a: *const f32,
+        _packed: (usize, usize),
         mut b: *const f32,
         c: *mut f32,
         rsc: usize,
