@@ -10,7 +10,7 @@
 //! run on the calling thread: splitting them over the pool was measured to gain nothing at
 //! these sizes (a training step's element-wise work is a few percent of it).
 
-use crate::gemm::{bias_relu, gemm, gemm_bias, Trans};
+use crate::gemm::{bias_relu, gemm, gemm_bias, gemm_pair, Product, Trans};
 
 /// `y = x · wᵀ + b`, then `y = max(y, 0)` when `relu` (both applied inside the product).
 ///
@@ -52,15 +52,56 @@ pub fn linear_backward(
     i: usize,
     o: usize,
 ) {
-    gemm(Trans::Yes, Trans::No, o, i, bsz, 1.0, dy, x, 0.0, dw);
+    let dw_product = Product {
+        ta: Trans::Yes,
+        tb: Trans::No,
+        m: o,
+        n: i,
+        k: bsz,
+        alpha: 1.0,
+        a: dy,
+        b: x,
+        beta: 0.0,
+        c: dw,
+    };
+    match dx {
+        // Independent products: one job of the pool for both.
+        Some(dx) => gemm_pair(
+            dw_product,
+            Product {
+                ta: Trans::No,
+                tb: Trans::No,
+                m: bsz,
+                n: i,
+                k: o,
+                alpha: 1.0,
+                a: dy,
+                b: w,
+                beta: 0.0,
+                c: dx,
+            },
+        ),
+        None => {
+            let Product {
+                ta,
+                tb,
+                m,
+                n,
+                k,
+                alpha,
+                a,
+                b,
+                beta,
+                c,
+            } = dw_product;
+            gemm(ta, tb, m, n, k, alpha, a, b, beta, c);
+        }
+    }
     db.fill(0.0);
     for row in dy.chunks_exact(o) {
         for (g, &d) in db.iter_mut().zip(row) {
             *g += d;
         }
-    }
-    if let Some(dx) = dx {
-        gemm(Trans::No, Trans::No, bsz, i, o, 1.0, dy, w, 0.0, dx);
     }
 }
 

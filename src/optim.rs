@@ -64,7 +64,13 @@ impl Adam {
             SharedMut::new(&mut self.m),
             SharedMut::new(&mut self.v),
         );
-        pool::chunks(grads.len(), CHUNK, &|r| {
+        // Last chunk first: the first layer's weights, which the next forward pass reads
+        // first, are then the last written, and still in cache when it starts.
+        let n = grads.len();
+        let units = n.div_ceil(CHUNK);
+        pool::run(units, &|u| {
+            let u = units - 1 - u;
+            let r = u * CHUNK..n.min((u + 1) * CHUNK);
             // SAFETY: the chunks of one job are disjoint ranges.
             let (p, m, v) = unsafe {
                 (

@@ -274,37 +274,119 @@ pub(super) fn gemm(
     c: &mut [f32],
     epilogue: Option<&Epilogue<'_>>,
 ) {
-    let (mr, nr) = (kern.mr, kern.nr);
-    // `op(b)ᵀ` is `(n, k)` and packs like `a`: its rows are b's columns.
-    let a = Operand {
-        data: a,
-        trans: ta,
-        rows: m,
-        cols: k,
-    };
-    let bt = Operand {
-        data: b,
-        trans: match tb {
-            Trans::No => Trans::Yes,
-            Trans::Yes => Trans::No,
-        },
-        rows: n,
-        cols: k,
-    };
-    // Equal depth blocks (784 = 4 × 196 rather than 3 × 256 + 16).
-    let kc = k.div_ceil(k.div_ceil(kern.kc));
-    let (a_panels, b_panels) = (m.div_ceil(mr), n.div_ceil(nr));
-    // Each unit owns a band of `c`: whole columns of tiles when `c` is at least as wide as it
-    // is tall, else whole rows. It packs its own part of the operand along the band and all of
-    // the other one, so no packed data crosses cores and no unit waits for another.
-    let by_columns = n >= m;
-    let threads = if m * n * k >= PARALLEL_MIN_MACS {
-        pool::threads()
-    } else {
-        1
-    };
-    let units = threads.min(if by_columns { b_panels } else { a_panels });
-    let c = Shared(c.as_mut_ptr());
+    let plan = Plan::new(kern, (ta, tb), (m, n, k), alpha, a, b, beta, c, epilogue);
+    run(&[plan]);
+}
+
+/// One product, cut into `units` bands of `c` that any thread can compute in any order.
+pub(super) struct Plan<'a> {
+    kern: &'a Kernel,
+    ops: Operands<'a>,
+    /// Depth of a block.
+    kc: usize,
+    a_panels: usize,
+    b_panels: usize,
+    by_columns: bool,
+    units: usize,
+    alpha: f32,
+    beta: f32,
+}
+
+impl<'a> Plan<'a> {
+    /// The bands of `c = alpha · op(a) · op(b) + beta · c` (shapes as for [`gemm`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        kern: &'a Kernel,
+        (ta, tb): (Trans, Trans),
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        a: &'a [f32],
+        b: &'a [f32],
+        beta: f32,
+        c: &'a mut [f32],
+        epilogue: Option<&'a Epilogue<'a>>,
+    ) -> Self {
+        let (mr, nr) = (kern.mr, kern.nr);
+        // `op(b)ᵀ` is `(n, k)` and packs like `a`: its rows are b's columns.
+        let a = Operand {
+            data: a,
+            trans: ta,
+            rows: m,
+            cols: k,
+        };
+        let bt = Operand {
+            data: b,
+            trans: match tb {
+                Trans::No => Trans::Yes,
+                Trans::Yes => Trans::No,
+            },
+            rows: n,
+            cols: k,
+        };
+        // Equal depth blocks (784 = 4 × 196 rather than 3 × 256 + 16).
+        let kc = k.div_ceil(k.div_ceil(kern.kc));
+        let (a_panels, b_panels) = (m.div_ceil(mr), n.div_ceil(nr));
+        // Each unit owns a band of `c`: whole columns of tiles when `c` is at least as wide as
+        // it is tall, else whole rows. It packs its own part of the operand along the band and
+        // all of the other one, so no packed data crosses cores and no unit waits for another.
+        let by_columns = n >= m;
+        let threads = if m * n * k >= PARALLEL_MIN_MACS {
+            pool::threads()
+        } else {
+            1
+        };
+        Plan {
+            kern,
+            ops: Operands {
+                a,
+                bt,
+                c: Shared(c.as_mut_ptr()),
+                ldc: n,
+                epilogue,
+            },
+            kc,
+            a_panels,
+            b_panels,
+            by_columns,
+            units: threads.min(if by_columns { b_panels } else { a_panels }),
+            alpha,
+            beta,
+        }
+    }
+
+    /// Computes band `u` with the packing buffers `s`.
+    ///
+    /// # Safety
+    /// `u < self.units`, and no other call for the same `u` may overlap this one.
+    unsafe fn run_unit(&self, u: usize, s: &mut Scratch) {
+        let units = self.units;
+        let band = |panels: usize| (panels * u / units)..(panels * (u + 1) / units);
+        let (rows, cols) = if self.by_columns {
+            (0..self.a_panels, band(self.b_panels))
+        } else {
+            (band(self.a_panels), 0..self.b_panels)
+        };
+        // SAFETY: the bands of different units are disjoint, so each tile of `c` is written by
+        // one unit at a time (the contract); `c` has `m × n` floats and the bands lie inside it.
+        unsafe {
+            band_product(
+                self.kern,
+                &self.ops,
+                self.kc,
+                (rows, cols),
+                self.alpha,
+                self.beta,
+                s,
+            )
+        }
+    }
+}
+
+/// Runs the bands of all `plans` as one job of the pool (the products must be independent:
+/// no output of one is an input or output of another). The bands of the second product are
+/// handed out last first.
+pub(super) fn run(plans: &[Plan<'_>]) {
+    let units: usize = plans.iter().map(|p| p.units).sum();
     SCRATCH.with(|sets| {
         let mut sets = sets.borrow_mut();
         if sets.len() < units {
@@ -312,32 +394,28 @@ pub(super) fn gemm(
         }
         // Full-size blocks whatever the shape: allocated once for good (pages that are never
         // written cost no memory).
-        for set in sets.iter_mut() {
-            set.a.get(kern.mc * kern.kc);
-            set.b.get(kern.nc * kern.kc);
+        for (set, plan) in sets
+            .iter_mut()
+            .zip(plans.iter().flat_map(|p| (0..p.units).map(move |_| p)))
+        {
+            set.a.get(plan.kern.mc * plan.kern.kc);
+            set.b.get(plan.kern.nc * plan.kern.kc);
         }
         let sets = pool::SharedMut::new(&mut sets[..units]);
-        let job = |u: usize| {
-            let band = |panels: usize| (panels * u / units)..(panels * (u + 1) / units);
-            let (rows, cols) = if by_columns {
-                (0..a_panels, band(b_panels))
-            } else {
-                (band(a_panels), 0..b_panels)
-            };
-            let operands = Operands {
-                a: &a,
-                bt: &bt,
-                c,
-                ldc: n,
-                epilogue,
-            };
-            // SAFETY: unit `u` alone uses buffer set `u`. The bands of different units are
-            // disjoint, so each tile of `c` is written by one unit; `c` has `m × n` floats and the
-            // bands lie inside it.
-            unsafe {
-                let scratch = &mut sets.part(u..u + 1)[0];
-                band_product(kern, &operands, kc, (rows, cols), alpha, beta, scratch);
+        let job = |g: usize| {
+            let (mut i, mut u) = (0, g);
+            while u >= plans[i].units {
+                u -= plans[i].units;
+                i += 1;
             }
+            let u = if i % 2 == 1 {
+                plans[i].units - 1 - u
+            } else {
+                u
+            };
+            // SAFETY: unit `g` alone uses buffer set `g`, and the pool runs each unit once;
+            // `u` is a band of plan `i`, reached from `g` alone.
+            unsafe { plans[i].run_unit(u, &mut sets.part(g..g + 1)[0]) };
         };
         if units == 1 {
             job(0)
@@ -349,8 +427,8 @@ pub(super) fn gemm(
 
 /// The inputs and output of one product, as each unit sees them.
 struct Operands<'a> {
-    a: &'a Operand<'a>,
-    bt: &'a Operand<'a>,
+    a: Operand<'a>,
+    bt: Operand<'a>,
     c: Shared<f32>,
     ldc: usize,
     epilogue: Option<&'a Epilogue<'a>>,

@@ -100,6 +100,78 @@ pub fn gemm(
     }
 }
 
+/// The arguments of one [`gemm`] call, for [`gemm_pair`].
+pub struct Product<'a> {
+    /// How `a` is read.
+    pub ta: Trans,
+    /// How `b` is read.
+    pub tb: Trans,
+    /// Rows of `op(a)` and `c`.
+    pub m: usize,
+    /// Columns of `op(b)` and `c`.
+    pub n: usize,
+    /// Columns of `op(a)`, rows of `op(b)`.
+    pub k: usize,
+    /// Factor of the product.
+    pub alpha: f32,
+    /// Left operand.
+    pub a: &'a [f32],
+    /// Right operand.
+    pub b: &'a [f32],
+    /// Factor of the old `c`.
+    pub beta: f32,
+    /// Output.
+    pub c: &'a mut [f32],
+}
+
+/// Two independent products (neither reads what the other writes: the borrows see to it), as
+/// if by two [`gemm`] calls, with the same results. On the crate's kernels they are one job of
+/// the thread pool: a thread that finishes its part of the first starts on the second instead
+/// of waiting for the others, and there is one hand-over between threads instead of two.
+pub fn gemm_pair(first: Product<'_>, second: Product<'_>) {
+    for p in [&first, &second] {
+        check_shapes(p.m, p.n, p.k, p.a, p.b, p.c);
+    }
+    let nonempty = |p: &Product<'_>| p.m > 0 && p.n > 0 && p.k > 0;
+    match kernel() {
+        Some(kern) if nonempty(&first) && nonempty(&second) => {
+            fn plan<'a>(kern: &'a kernel::Kernel, p: Product<'a>) -> blocked::Plan<'a> {
+                let Product {
+                    ta,
+                    tb,
+                    m,
+                    n,
+                    k,
+                    alpha,
+                    a,
+                    b,
+                    beta,
+                    c,
+                } = p;
+                blocked::Plan::new(kern, (ta, tb), (m, n, k), alpha, a, b, beta, c, None)
+            }
+            blocked::run(&[plan(kern, first), plan(kern, second)]);
+        }
+        _ => {
+            for p in [first, second] {
+                let Product {
+                    ta,
+                    tb,
+                    m,
+                    n,
+                    k,
+                    alpha,
+                    a,
+                    b,
+                    beta,
+                    c,
+                } = p;
+                gemm(ta, tb, m, n, k, alpha, a, b, beta, c);
+            }
+        }
+    }
+}
+
 /// `c = op(a) · op(b) + bias` (`bias` added to every row), then `c = max(c, 0)` when `relu`:
 /// a layer's forward pass. Shapes as for [`gemm`], `bias` of length `n`.
 ///
@@ -406,6 +478,80 @@ mod tests {
                     assert!(fused.iter().all(|&v| v >= 0.0));
                 }
             }
+        }
+    }
+
+    /// A pair of products in one job gives the bits of the two products run one after the
+    /// other: large (split over the pool) and small (one unit), with edge tiles, alpha and beta.
+    #[test]
+    fn a_pair_of_products_matches_two_calls() {
+        let mut rng = Rng::new(13);
+        for ((m1, n1, k1), (m2, n2, k2)) in [
+            ((512, 784, 128), (128, 784, 512)),
+            ((37, 45, 300), (5, 3, 2)),
+            ((10, 128, 128), (128, 128, 10)),
+        ] {
+            let (a1, b1) = (random(m1 * k1, &mut rng), random(k1 * n1, &mut rng));
+            let (a2, b2) = (random(m2 * k2, &mut rng), random(k2 * n2, &mut rng));
+            let (c1, c2) = (random(m1 * n1, &mut rng), random(m2 * n2, &mut rng));
+            let (mut p1, mut p2) = (c1.clone(), c2.clone());
+            gemm_pair(
+                Product {
+                    ta: Trans::Yes,
+                    tb: Trans::No,
+                    m: m1,
+                    n: n1,
+                    k: k1,
+                    alpha: 1.0,
+                    a: &a1,
+                    b: &b1,
+                    beta: 0.0,
+                    c: &mut p1,
+                },
+                Product {
+                    ta: Trans::No,
+                    tb: Trans::No,
+                    m: m2,
+                    n: n2,
+                    k: k2,
+                    alpha: 0.5,
+                    a: &a2,
+                    b: &b2,
+                    beta: 2.0,
+                    c: &mut p2,
+                },
+            );
+            let (mut s1, mut s2) = (c1.clone(), c2.clone());
+            gemm(
+                Trans::Yes,
+                Trans::No,
+                m1,
+                n1,
+                k1,
+                1.0,
+                &a1,
+                &b1,
+                0.0,
+                &mut s1,
+            );
+            gemm(
+                Trans::No,
+                Trans::No,
+                m2,
+                n2,
+                k2,
+                0.5,
+                &a2,
+                &b2,
+                2.0,
+                &mut s2,
+            );
+            let same =
+                |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same(&p1, &s1) && same(&p2, &s2),
+                "{m1}×{n1}×{k1} and {m2}×{n2}×{k2}"
+            );
         }
     }
 
