@@ -359,24 +359,39 @@ impl<'a> Plan<'a> {
     /// # Safety
     /// `u < self.units`, and no other call for the same `u` may overlap this one.
     unsafe fn run_unit(&self, u: usize, s: &mut Scratch) {
-        let units = self.units;
-        let band = |panels: usize| (panels * u / units)..(panels * (u + 1) / units);
-        let (rows, cols) = if self.by_columns {
-            (0..self.a_panels, band(self.b_panels))
+        // Unit `u` takes its share of the tiles in column order (row order when split by
+        // rows): whole columns of tiles, and a part of one at either end when the columns do
+        // not divide evenly, whose panel of `b` both neighbours pack.
+        let (major, minor) = if self.by_columns {
+            (self.b_panels, self.a_panels)
         } else {
-            (band(self.a_panels), 0..self.b_panels)
+            (self.a_panels, self.b_panels)
+        };
+        let total = major * minor;
+        let tiles = total * u / self.units..total * (u + 1) / self.units;
+        let lines = tiles.start / minor..tiles.end.div_ceil(minor);
+        let band = if self.by_columns {
+            Band {
+                rows: 0..self.a_panels,
+                cols: lines,
+                tiles,
+                minor,
+                by_columns: true,
+            }
+        } else {
+            Band {
+                rows: lines,
+                cols: 0..self.b_panels,
+                tiles,
+                minor,
+                by_columns: false,
+            }
         };
         // SAFETY: the bands of different units are disjoint, so each tile of `c` is written by
         // one unit at a time (the contract); `c` has `m × n` floats and the bands lie inside it.
         unsafe {
             band_product(
-                self.kern,
-                &self.ops,
-                self.kc,
-                (rows, cols),
-                self.alpha,
-                self.beta,
-                s,
+                self.kern, &self.ops, self.kc, &band, self.alpha, self.beta, s,
             )
         }
     }
@@ -425,6 +440,29 @@ pub(super) fn run(plans: &[Plan<'_>]) {
     });
 }
 
+/// A unit's part of `c`: the tiles `tiles` of the product, numbered down the columns (`jr ·
+/// minor + ir`) when split by columns, along the rows (`ir · minor + jr`) otherwise, inside the
+/// panels `rows × cols`.
+struct Band {
+    rows: Range<usize>,
+    cols: Range<usize>,
+    tiles: Range<usize>,
+    minor: usize,
+    by_columns: bool,
+}
+
+impl Band {
+    /// Whether tile `(ir, jr)` is the unit's.
+    fn has(&self, ir: usize, jr: usize) -> bool {
+        let t = if self.by_columns {
+            jr * self.minor + ir
+        } else {
+            ir * self.minor + jr
+        };
+        self.tiles.contains(&t)
+    }
+}
+
 /// The inputs and output of one product, as each unit sees them.
 struct Operands<'a> {
     a: Operand<'a>,
@@ -434,7 +472,7 @@ struct Operands<'a> {
     epilogue: Option<&'a Epilogue<'a>>,
 }
 
-/// Tiles `rows × cols` (ranges of `mr`-row and `nr`-column panels) of `c`, with the unit's own
+/// The tiles of `band` (panels of `mr` rows and `nr` columns of `c`), with the unit's own
 /// packing buffers `s`: the BLIS loops over `nc` columns, `kc` depth and `mc` rows.
 ///
 /// # Safety
@@ -444,7 +482,7 @@ unsafe fn band_product(
     kern: &Kernel,
     ops: &Operands<'_>,
     kc_max: usize,
-    (rows, cols): (Range<usize>, Range<usize>),
+    band: &Band,
     alpha: f32,
     beta: f32,
     s: &mut Scratch,
@@ -455,6 +493,7 @@ unsafe fn band_product(
     // Whole panels of `a` are read where they are stored when the kernel can: packing them
     // would cost a pass over `a` per unit and gain nothing. Edge panels are packed (zero rows).
     let direct = |ir: usize| kern.any_a_strides && (ir + 1) * mr <= m;
+    let (rows, cols) = (band.rows.clone(), band.cols.clone());
     {
         let pa = s.a.get(kern.mc * kern.kc);
         let pb = s.b.get(kern.nc * kern.kc);
@@ -477,7 +516,7 @@ unsafe fn band_product(
                     }
                     for jr in jcs.clone() {
                         let (j0, w) = (jr * nr, nr.min(n - jr * nr));
-                        for ir in ics.clone() {
+                        for ir in ics.clone().filter(|&ir| band.has(ir, jr)) {
                             let (i0, h) = (ir * mr, mr.min(m - ir * mr));
                             let (a, a_strides) = if direct(ir) {
                                 (ops.a.at(i0, p0), ops.a.strides())
