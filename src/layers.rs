@@ -6,9 +6,10 @@
 //! Backward functions overwrite their gradient outputs; they never accumulate.
 //!
 //! The element-wise loops are written for the auto-vectorizer (equal-length `zip`s and
-//! `chunks_exact`, no indexing), which turns them into NEON on aarch64 and AVX on x86_64. They
-//! run on the calling thread: splitting them over the pool was measured to gain nothing at
-//! these sizes (a training step's element-wise work is a few percent of it).
+//! `chunks_exact`, no indexing), which turns them into NEON on aarch64 and AVX on x86_64. The
+//! forward pass's bias and ReLU run inside the product, tile by tile, on the thread that
+//! computed the tile; the backward loops (bias gradient, ReLU gradient) run on the calling
+//! thread: splitting them over the pool was measured to gain nothing at these sizes.
 
 use crate::gemm::{bias_relu, gemm, gemm_bias, gemm_pair, Product, Trans};
 
