@@ -8,10 +8,12 @@
 //! edge panel is packed. The calling thread keeps one set of packing buffers per unit, sized
 //! once for the kernel's largest blocks, so no product allocates after its first.
 //!
-//! Threads split `c` into bands of whole tile columns (or rows), one pool unit each, and every
-//! unit packs what it needs itself: one job per product, no packed data shared between cores.
-//! When the split is by columns, every unit reads all of `a`: reading it in place saves each
-//! unit a pass over it, which is the part of the packing that grows with the thread count.
+//! Threads split the tiles of `c` evenly, one pool unit each: whole columns of tiles (or rows),
+//! and part of one column at either end of a unit's share when the columns do not divide. Every
+//! unit packs what it needs itself: one job per product (or per pair of independent products),
+//! no packed data shared between cores. When the split is by columns, every unit reads all of
+//! `a`: reading it in place saves each unit a pass over it, which is the part of the packing
+//! that grows with the thread count.
 //! The depth blocks depend only on `k`, so a tile is computed by the same kernel over the same
 //! packed values in the same order whichever thread computes it: the result is bit-identical
 //! for any thread count.
@@ -326,9 +328,10 @@ impl<'a> Plan<'a> {
         // Equal depth blocks (784 = 4 × 196 rather than 3 × 256 + 16).
         let kc = k.div_ceil(k.div_ceil(kern.kc));
         let (a_panels, b_panels) = (m.div_ceil(mr), n.div_ceil(nr));
-        // Each unit owns a band of `c`: whole columns of tiles when `c` is at least as wide as
-        // it is tall, else whole rows. It packs its own part of the operand along the band and
-        // all of the other one, so no packed data crosses cores and no unit waits for another.
+        // Each unit owns a band of `c`: columns of tiles when `c` is at least as wide as it is
+        // tall, else rows (see `run_unit`). It packs its own part of the operand along the band
+        // and what it needs of the other one, so no packed data crosses cores and no unit waits
+        // for another.
         let by_columns = n >= m;
         let threads = if m * n * k >= PARALLEL_MIN_MACS {
             pool::threads()
@@ -399,7 +402,7 @@ impl<'a> Plan<'a> {
 
 /// Runs the bands of all `plans` as one job of the pool (the products must be independent:
 /// no output of one is an input or output of another). The bands of the second product are
-/// handed out last first.
+/// handed out last first: the order with which a pair was measured faster than two jobs.
 pub(super) fn run(plans: &[Plan<'_>]) {
     let units: usize = plans.iter().map(|p| p.units).sum();
     SCRATCH.with(|sets| {
