@@ -40,7 +40,7 @@
 #     report "gemm kernel: neon ..." (case-insensitive), and with MNIST_MLP_GEMM=fallback, which
 #     must report the matrixmultiply fallback.
 #
-# Exit status: 0 when Adam::step, bias_relu (bias + ReLU) and relu_backward all have .4s vector
+# Exit status: 0 when Adam::step, bias_relu (bias + ReLU) and relu_grad all have .4s vector
 # arithmetic, tile_8x8 is in the binary with by-lane .4s fmla, and `info` reports the NEON kernel (and the
 # fallback when forced); 1 otherwise. Stack accesses in tile_8x8 are a warning, not a failure.
 set -euo pipefail
@@ -109,7 +109,7 @@ targets=(
     "linear_forward|mnist_mlp::layers::linear_forward"
     "linear_backward (bias grad)|mnist_mlp::layers::linear_backward"
     "bias_relu (bias + ReLU)|mnist_mlp::gemm::bias_relu mnist_mlp::layers::add_bias"
-    "relu_backward|mnist_mlp::layers::relu_backward"
+    "relu_grad (ReLU gradient)|mnist_mlp::gemm::relu_grad mnist_mlp::layers::relu_backward"
     "softmax_cross_entropy|mnist_mlp::loss::softmax_cross_entropy"
     "Adam::step|mnist_mlp::optim::Adam::step mnist_mlp::optim::update mnist_mlp::optim::update_loop"
     "to_unit_f32 (u8 -> f32)|mnist_mlp::data::to_unit_f32"
@@ -403,7 +403,7 @@ vec_ops() {
     echo "$n"
 }
 status=0
-for fn in "Adam::step" "bias_relu (bias + ReLU)" relu_backward; do
+for fn in "Adam::step" "bias_relu (bias + ReLU)" "relu_grad (ReLU gradient)"; do
     if [[ $(vec_ops "$fn") -eq 0 ]]; then
         echo "check-neon: FAIL: $fn has no .4s vector arithmetic" >&2
         status=1

@@ -8,10 +8,10 @@
 //! The element-wise loops are written for the auto-vectorizer (equal-length `zip`s and
 //! `chunks_exact`, no indexing), which turns them into NEON on aarch64 and AVX on x86_64. The
 //! forward pass's bias and ReLU run inside the product, tile by tile, on the thread that
-//! computed the tile; the backward loops (bias gradient, ReLU gradient) run on the calling
-//! thread: splitting them over the pool was measured to gain nothing at these sizes.
+//! computed the tile, and so does the backward pass's ReLU gradient; the bias gradient runs on
+//! the calling thread: splitting it over the pool was measured to gain nothing at these sizes.
 
-use crate::gemm::{bias_relu, gemm, gemm_bias, gemm_pair, Product, Trans};
+use crate::gemm::{bias_relu, gemm, gemm_bias, gemm_pair, relu_grad, Product, Trans};
 
 /// `y = x · wᵀ + b`, then `y = max(y, 0)` when `relu` (both applied inside the product).
 ///
@@ -39,6 +39,8 @@ pub fn add_bias(y: &mut [f32], b: &[f32], o: usize, relu: bool) {
 /// Gradients of [`linear_forward`] given `dy = ∂L/∂y`:
 /// `dw = dyᵀ · x`, `db = Σ_rows dy`, and `dx = dy · w` when `dx` is asked for (the first
 /// layer's input gradient is never needed, so the caller passes `None` and saves a product).
+/// When `x_is_relu`, `x` is a ReLU's output and `dx` is also passed back through that ReLU
+/// ([`relu_backward`], applied inside the product, tile by tile).
 ///
 /// `dx` (B, I), `dw` (O, I), `db` (O), `dy` (B, O), `x` (B, I), `w` (O, I).
 #[allow(clippy::too_many_arguments)]
@@ -49,9 +51,8 @@ pub fn linear_backward(
     dy: &[f32],
     x: &[f32],
     w: &[f32],
-    bsz: usize,
-    i: usize,
-    o: usize,
+    (bsz, i, o): (usize, usize, usize),
+    x_is_relu: bool,
 ) {
     let dw_product = Product {
         ta: Trans::Yes,
@@ -64,6 +65,7 @@ pub fn linear_backward(
         b: x,
         beta: 0.0,
         c: dw,
+        relu_mask: None,
     };
     match dx {
         // Independent products: one job of the pool for both.
@@ -80,6 +82,7 @@ pub fn linear_backward(
                 b: w,
                 beta: 0.0,
                 c: dx,
+                relu_mask: x_is_relu.then_some(x),
             },
         ),
         None => {
@@ -94,6 +97,7 @@ pub fn linear_backward(
                 b,
                 beta,
                 c,
+                relu_mask: _,
             } = dw_product;
             gemm(ta, tb, m, n, k, alpha, a, b, beta, c);
         }
@@ -110,9 +114,7 @@ pub fn linear_backward(
 ///
 /// `dy` and `y` have the same shape.
 pub fn relu_backward(dy: &mut [f32], y: &[f32]) {
-    for (d, &a) in dy.iter_mut().zip(y) {
-        *d = if a > 0.0 { *d } else { 0.0 };
-    }
+    relu_grad(dy, y);
 }
 
 #[cfg(test)]
@@ -145,7 +147,7 @@ mod tests {
         let mut grads = [vec![0.0; bsz * i], vec![0.0; o * i], vec![0.0; o]];
         {
             let [dx, dw, db] = &mut grads;
-            linear_backward(Some(dx), dw, db, &r, &p[0], &p[1], bsz, i, o);
+            linear_backward(Some(dx), dw, db, &r, &p[0], &p[1], (bsz, i, o), false);
         }
         let h = 1e-2;
         for (which, analytic) in grads.iter().enumerate() {

@@ -8,7 +8,7 @@
 
 use crate::data::{to_unit_f32, Dataset, CLASSES};
 use crate::error::{Error, Result};
-use crate::layers::{linear_backward, linear_forward, relu_backward};
+use crate::layers::{linear_backward, linear_forward};
 use crate::loss::{argmax, count_correct, softmax_cross_entropy};
 use crate::rng::Rng;
 
@@ -260,12 +260,11 @@ impl Mlp {
             match lower.last_mut() {
                 Some(dx) => {
                     let dx = &mut dx[..bsz * i]; // (B, I): ∂L/∂(output of layer l − 1)
-                    linear_backward(Some(&mut *dx), dw, db, dy, x, w, bsz, i, o);
-                    if self.arch == Arch::Relu {
-                        relu_backward(dx, x);
-                    }
+                                                 // In the ReLU network, this layer's input is the ReLU's output.
+                    let relu = self.arch == Arch::Relu;
+                    linear_backward(Some(dx), dw, db, dy, x, w, (bsz, i, o), relu);
                 }
-                None => linear_backward(None, dw, db, dy, x, w, bsz, i, o),
+                None => linear_backward(None, dw, db, dy, x, w, (bsz, i, o), false),
             }
         }
     }

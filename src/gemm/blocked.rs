@@ -254,16 +254,19 @@ unsafe fn transpose8_avx(src: &[&[f32]; 8], dst: &mut [f32], i: usize, width: us
     }
 }
 
-/// A bias (one value per column of `c`) and an optional ReLU, applied to each tile of `c` once
-/// its last depth block is in.
-pub(super) struct Epilogue<'a> {
-    pub bias: &'a [f32],
-    pub relu: bool,
+/// What is done to each tile of `c` once its last depth block is in.
+#[derive(Clone, Copy)]
+pub(super) enum Epilogue<'a> {
+    /// Add a bias (one value per column of `c`), then apply a ReLU when `relu`.
+    Bias { bias: &'a [f32], relu: bool },
+    /// Zero `c` wherever `mask` (shaped like `c`) is not positive: the gradient through a ReLU
+    /// whose output is `mask`.
+    ReluGrad { mask: &'a [f32] },
 }
 
 /// `c = alpha · op(a) · op(b) + beta · c` with `kern`, then `epilogue` on every tile; shapes
 /// already checked by the caller: `op(a)` is `(m, k)`, `op(b)` is `(k, n)`, `c` is `(m, n)`,
-/// all non-empty, and an epilogue's bias has `n` values.
+/// all non-empty, and an epilogue's bias has `n` values (its mask `m × n`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm(
     kern: &Kernel,
@@ -274,7 +277,7 @@ pub(super) fn gemm(
     b: &[f32],
     beta: f32,
     c: &mut [f32],
-    epilogue: Option<&Epilogue<'_>>,
+    epilogue: Option<Epilogue<'_>>,
 ) {
     let plan = Plan::new(kern, (ta, tb), (m, n, k), alpha, a, b, beta, c, epilogue);
     run(&[plan]);
@@ -306,7 +309,7 @@ impl<'a> Plan<'a> {
         b: &'a [f32],
         beta: f32,
         c: &'a mut [f32],
-        epilogue: Option<&'a Epilogue<'a>>,
+        epilogue: Option<Epilogue<'a>>,
     ) -> Self {
         let (mr, nr) = (kern.mr, kern.nr);
         // `op(b)ᵀ` is `(n, k)` and packs like `a`: its rows are b's columns.
@@ -472,7 +475,7 @@ struct Operands<'a> {
     bt: Operand<'a>,
     c: Shared<f32>,
     ldc: usize,
-    epilogue: Option<&'a Epilogue<'a>>,
+    epilogue: Option<Epilogue<'a>>,
 }
 
 /// The tiles of `band` (panels of `mr` rows and `nr` columns of `c`), with the unit's own
@@ -547,7 +550,6 @@ unsafe fn band_product(
                                 );
                             }
                             if let (Some(e), true) = (ops.epilogue, last) {
-                                let bias = &e.bias[j0..j0 + w];
                                 for i in i0..i0 + h {
                                     // SAFETY: as for the tile above, whose rows these are.
                                     let row = unsafe {
@@ -556,7 +558,15 @@ unsafe fn band_product(
                                             w,
                                         )
                                     };
-                                    super::bias_relu(row, bias, e.relu);
+                                    match e {
+                                        Epilogue::Bias { bias, relu } => {
+                                            super::bias_relu(row, &bias[j0..j0 + w], relu)
+                                        }
+                                        Epilogue::ReluGrad { mask } => {
+                                            let at = i * ops.ldc + j0;
+                                            super::relu_grad(row, &mask[at..at + w])
+                                        }
+                                    }
                                 }
                             }
                         }

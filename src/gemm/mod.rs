@@ -122,6 +122,9 @@ pub struct Product<'a> {
     pub beta: f32,
     /// Output.
     pub c: &'a mut [f32],
+    /// When given (shaped like `c`): then `c = 0` wherever `relu_mask ≤ 0`, the gradient
+    /// through a ReLU whose output is `relu_mask`, applied tile by tile like [`gemm_bias`]'s.
+    pub relu_mask: Option<&'a [f32]>,
 }
 
 /// Two independent products (neither reads what the other writes: the borrows see to it), as
@@ -131,6 +134,13 @@ pub struct Product<'a> {
 pub fn gemm_pair(first: Product<'_>, second: Product<'_>) {
     for p in [&first, &second] {
         check_shapes(p.m, p.n, p.k, p.a, p.b, p.c);
+        if let Some(mask) = p.relu_mask {
+            assert_eq!(
+                mask.len(),
+                p.c.len(),
+                "gemm_pair: relu_mask is not shaped like c"
+            );
+        }
     }
     let nonempty = |p: &Product<'_>| p.m > 0 && p.n > 0 && p.k > 0;
     match kernel() {
@@ -147,8 +157,10 @@ pub fn gemm_pair(first: Product<'_>, second: Product<'_>) {
                     b,
                     beta,
                     c,
+                    relu_mask,
                 } = p;
-                blocked::Plan::new(kern, (ta, tb), (m, n, k), alpha, a, b, beta, c, None)
+                let epilogue = relu_mask.map(|mask| blocked::Epilogue::ReluGrad { mask });
+                blocked::Plan::new(kern, (ta, tb), (m, n, k), alpha, a, b, beta, c, epilogue)
             }
             blocked::run(&[plan(kern, first), plan(kern, second)]);
         }
@@ -165,8 +177,12 @@ pub fn gemm_pair(first: Product<'_>, second: Product<'_>) {
                     b,
                     beta,
                     c,
+                    relu_mask,
                 } = p;
                 gemm(ta, tb, m, n, k, alpha, a, b, beta, c);
+                if let Some(mask) = relu_mask {
+                    relu_grad(c, mask);
+                }
             }
         }
     }
@@ -200,18 +216,8 @@ pub fn gemm_bias(
     match kernel() {
         Some(kern) if k > 0 && m > 0 && n > 0 => {
             check_shapes(m, n, k, a, b, c);
-            let epilogue = blocked::Epilogue { bias, relu };
-            blocked::gemm(
-                kern,
-                (ta, tb),
-                (m, n, k),
-                1.0,
-                a,
-                b,
-                0.0,
-                c,
-                Some(&epilogue),
-            );
+            let epilogue = blocked::Epilogue::Bias { bias, relu };
+            blocked::gemm(kern, (ta, tb), (m, n, k), 1.0, a, b, 0.0, c, Some(epilogue));
         }
         _ => {
             gemm(ta, tb, m, n, k, 1.0, a, b, 0.0, c);
@@ -229,6 +235,15 @@ pub fn bias_relu(row: &mut [f32], bias: &[f32], relu: bool) {
     for (v, &b) in row.iter_mut().zip(bias) {
         let z = *v + b;
         *v = if relu && z < 0.0 { 0.0 } else { z };
+    }
+}
+
+/// `dy = 0` wherever `y ≤ 0`, element by element over the shorter of the two: the gradient
+/// through a ReLU whose output is `y`. A NaN gradient where the ReLU is open stays NaN.
+#[inline]
+pub fn relu_grad(dy: &mut [f32], y: &[f32]) {
+    for (d, &a) in dy.iter_mut().zip(y) {
+        *d = if a > 0.0 { *d } else { 0.0 };
     }
 }
 
@@ -482,7 +497,8 @@ mod tests {
     }
 
     /// A pair of products in one job gives the bits of the two products run one after the
-    /// other: large (split over the pool) and small (one unit), with edge tiles, alpha and beta.
+    /// other (the second passed back through a ReLU): large (split over the pool) and small (one
+    /// unit), with edge tiles, alpha and beta.
     #[test]
     fn a_pair_of_products_matches_two_calls() {
         let mut rng = Rng::new(13);
@@ -494,6 +510,7 @@ mod tests {
             let (a1, b1) = (random(m1 * k1, &mut rng), random(k1 * n1, &mut rng));
             let (a2, b2) = (random(m2 * k2, &mut rng), random(k2 * n2, &mut rng));
             let (c1, c2) = (random(m1 * n1, &mut rng), random(m2 * n2, &mut rng));
+            let mask = random(m2 * n2, &mut rng); // about half ≤ 0
             let (mut p1, mut p2) = (c1.clone(), c2.clone());
             gemm_pair(
                 Product {
@@ -507,6 +524,7 @@ mod tests {
                     b: &b1,
                     beta: 0.0,
                     c: &mut p1,
+                    relu_mask: None,
                 },
                 Product {
                     ta: Trans::No,
@@ -519,6 +537,7 @@ mod tests {
                     b: &b2,
                     beta: 2.0,
                     c: &mut p2,
+                    relu_mask: Some(&mask),
                 },
             );
             let (mut s1, mut s2) = (c1.clone(), c2.clone());
@@ -546,6 +565,7 @@ mod tests {
                 2.0,
                 &mut s2,
             );
+            relu_grad(&mut s2, &mask);
             let same =
                 |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(
