@@ -11,7 +11,7 @@
 //! computed the tile, and so does the backward pass's ReLU gradient; the bias gradient runs on
 //! the calling thread: splitting it over the pool was measured to gain nothing at these sizes.
 
-use crate::gemm::{bias_relu, gemm, gemm_bias, gemm_pair, relu_grad, Product, Trans};
+use crate::gemm::{bias_relu, gemm_bias, gemm_pair, relu_grad, Product, Trans};
 
 /// `y = x · wᵀ + b`, then `y = max(y, 0)` when `relu` (both applied inside the product).
 ///
@@ -85,22 +85,7 @@ pub fn linear_backward(
                 relu_mask: x_is_relu.then_some(x),
             },
         ),
-        None => {
-            let Product {
-                ta,
-                tb,
-                m,
-                n,
-                k,
-                alpha,
-                a,
-                b,
-                beta,
-                c,
-                relu_mask: _,
-            } = dw_product;
-            gemm(ta, tb, m, n, k, alpha, a, b, beta, c);
-        }
+        None => dw_product.run(),
     }
     db.fill(0.0);
     for row in dy.chunks_exact(o) {

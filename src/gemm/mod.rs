@@ -165,25 +165,32 @@ pub fn gemm_pair(first: Product<'_>, second: Product<'_>) {
             blocked::run(&[plan(kern, first), plan(kern, second)]);
         }
         _ => {
-            for p in [first, second] {
-                let Product {
-                    ta,
-                    tb,
-                    m,
-                    n,
-                    k,
-                    alpha,
-                    a,
-                    b,
-                    beta,
-                    c,
-                    relu_mask,
-                } = p;
-                gemm(ta, tb, m, n, k, alpha, a, b, beta, c);
-                if let Some(mask) = relu_mask {
-                    relu_grad(c, mask);
-                }
-            }
+            first.run();
+            second.run();
+        }
+    }
+}
+
+impl Product<'_> {
+    /// The product on its own: [`gemm`], then the ReLU mask if any.
+    pub fn run(self) {
+        let Product {
+            ta,
+            tb,
+            m,
+            n,
+            k,
+            alpha,
+            a,
+            b,
+            beta,
+            c,
+            relu_mask,
+        } = self;
+        gemm(ta, tb, m, n, k, alpha, a, b, beta, c);
+        if let Some(mask) = relu_mask {
+            assert_eq!(mask.len(), c.len(), "relu_mask is not shaped like c");
+            relu_grad(c, mask);
         }
     }
 }
