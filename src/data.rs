@@ -32,7 +32,8 @@ pub enum Split {
 }
 
 impl Split {
-    fn stems(self) -> (&'static str, &'static str) {
+    /// The file names of the split's images and labels (each may also be read as `NAME.gz`).
+    pub fn stems(self) -> (&'static str, &'static str) {
         match self {
             Split::Train => ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
             Split::Test => ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),

@@ -145,6 +145,27 @@ pub fn check_writable(path: &Path, only_regular: bool) -> Result<()> {
     access_w(must_write).map_err(fail)
 }
 
+/// Whether `a` and `b` name the same file: the same inode when both exist (so a hard link or
+/// a symlink to the file counts), else the same name in the same resolved directory (two
+/// spellings of a file not yet written). A path that cannot be examined names no other file.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        (Err(_), Err(_)) => resolved(a).is_some_and(|r| resolved(b) == Some(r)),
+        _ => false,
+    }
+}
+
+/// `path` with its directory made absolute and free of symlinks, if that directory exists.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Some(fs::canonicalize(dir).ok()?.join(path.file_name()?))
+}
+
 /// `access(path, W_OK)`: whether this process may write `path` (root may write anything).
 fn access_w(path: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
@@ -278,6 +299,26 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn same_file_sees_through_links_and_spellings() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("sub")).unwrap();
+        fs::write(d.join("a"), b"x").unwrap();
+        fs::write(d.join("b"), b"x").unwrap();
+        fs::hard_link(d.join("a"), d.join("hard")).unwrap();
+        std::os::unix::fs::symlink(d.join("a"), d.join("soft")).unwrap();
+        assert!(same_file(&d.join("a"), &d.join("sub/../a")));
+        assert!(same_file(&d.join("a"), &d.join("hard")));
+        assert!(same_file(&d.join("soft"), &d.join("a")));
+        assert!(!same_file(&d.join("a"), &d.join("b")));
+        // Not written yet: the same name in the same directory, however spelled.
+        assert!(same_file(&d.join("new"), &d.join("sub/../new")));
+        assert!(!same_file(&d.join("new"), &d.join("sub/new")));
+        assert!(!same_file(&d.join("new"), &d.join("a")));
+        assert!(!same_file(&d.join("no/such"), &d.join("no/such")));
     }
 
     #[test]

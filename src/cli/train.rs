@@ -7,8 +7,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use mnist_mlp::data::{Dataset, Split};
-use mnist_mlp::fsio::{check_writable, FileLock};
+use mnist_mlp::data::{locate, Dataset, Split};
+use mnist_mlp::fsio::{check_writable, same_file, FileLock};
 use mnist_mlp::model::{Arch, DEFAULT_HIDDEN};
 use mnist_mlp::model_file::{self, join};
 use mnist_mlp::train::{
@@ -17,6 +17,67 @@ use mnist_mlp::train::{
 
 use super::args::TrainArgs;
 use super::{note_decompressed, set_threads, signals, Out, MODEL_EXTRAS};
+
+/// Refuses outputs that would destroy the run's own inputs or each other, before any work:
+/// - any output on a data file the run reads (truncating a mapped file kills the run with
+///   SIGBUS; replacing it loses the data set);
+/// - `--metrics` on any other file named (it is written in place, over a model or checkpoint);
+/// - `--save` on `--checkpoint` (the final model would replace the resumable checkpoint).
+///
+/// `--save` on `--init`/`--resume` and `--checkpoint` on `--resume` are allowed: fine-tuning or
+/// resuming in place, and each write replaces the file whole, after it was read.
+fn check_no_clobber(a: &TrainArgs) -> Result<()> {
+    let outputs = [
+        ("--save", &a.save),
+        ("--checkpoint", &a.checkpoint),
+        ("--metrics", &a.metrics),
+    ];
+    let outputs = outputs
+        .iter()
+        .filter_map(|&(flag, p)| Some((flag, p.as_deref()?)));
+    for (flag, out) in outputs.clone() {
+        for split in [Split::Train, Split::Test] {
+            let (images, labels) = split.stems();
+            for stem in [images, labels] {
+                // A data file that cannot be found is reported when the data is opened.
+                if let Some(data) = locate(&a.data, stem).ok().filter(|d| same_file(out, d)) {
+                    bail!(
+                        "{flag} {}: is the data file {}, which this run reads; choose another path",
+                        out.display(),
+                        data.display()
+                    );
+                }
+            }
+        }
+    }
+    if let Some(metrics) = &a.metrics {
+        let others = [
+            ("--init", &a.init),
+            ("--resume", &a.resume),
+            ("--save", &a.save),
+            ("--checkpoint", &a.checkpoint),
+        ];
+        for (flag, other) in others {
+            if other.as_deref().is_some_and(|o| same_file(metrics, o)) {
+                bail!(
+                    "--metrics {}: is the {flag} file too; the CSV would overwrite it",
+                    metrics.display()
+                );
+            }
+        }
+    }
+    if let (Some(save), Some(ck)) = (&a.save, &a.checkpoint) {
+        if same_file(save, ck) {
+            bail!(
+                "--save {} and --checkpoint {} are the same file: the final model would replace \
+                 the checkpoint; give them different paths",
+                save.display(),
+                ck.display()
+            );
+        }
+    }
+    Ok(())
+}
 
 pub fn run(a: TrainArgs) -> Result<u8> {
     set_threads(a.threads);
@@ -49,6 +110,7 @@ pub fn run(a: TrainArgs) -> Result<u8> {
     if let Some(path) = &a.metrics {
         check_writable(path, false)?;
     }
+    check_no_clobber(&a)?;
     // One run per checkpoint: a second run pointed at the same file is refused before it does
     // any work, instead of both overwriting it. (`FILE.lock` stays; the lock dies with us.)
     let _lock = a.checkpoint.as_deref().map(FileLock::acquire).transpose()?;
