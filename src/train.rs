@@ -22,7 +22,7 @@ use crate::data::{Batcher, BatcherState, Dataset, CLASSES};
 use crate::error::{Error, Result};
 use crate::fsio::write_atomic;
 use crate::model::{mnist_sizes, Arch, Mlp, Workspace, DEFAULT_HIDDEN};
-use crate::model_file::{self, Extra};
+use crate::model_file::{self, Extra, Loaded};
 use crate::optim::Adam;
 use crate::report::{LogLine, TestAccuracy};
 use crate::rng::Rng;
@@ -210,12 +210,19 @@ impl Trainer {
     /// run's settings come from the checkpoint; only its length is taken from `length`.
     pub fn resume(path: &Path, length: Length, log_every: usize, train: &Dataset) -> Result<Self> {
         let f = model_file::load(path, &ckpt::EXTRAS)?;
-        if f.meta(path, "kind")? != "checkpoint" {
-            return Err(Error::model(
-                path,
-                "is a model, not a checkpoint: use --init to start from its weights",
-            ));
-        }
+        Self::resume_loaded(f, path, length, log_every, train)
+    }
+
+    /// [`Trainer::resume`] from a checkpoint already read from `path` (by a caller that
+    /// loaded it within its own limits, or checked it before opening the data).
+    pub fn resume_loaded(
+        f: Loaded,
+        path: &Path,
+        length: Length,
+        log_every: usize,
+        train: &Dataset,
+    ) -> Result<Self> {
+        expect_checkpoint(&f, path)?;
         let num = |key: &str| -> Result<u64> {
             let v = f.meta(path, key)?;
             v.parse().map_err(|_| {
@@ -371,6 +378,18 @@ impl Trainer {
         let (loss, correct) = self.model.loss(&mut self.ws, b);
         (loss, correct as f32 / b as f32)
     }
+}
+
+/// Refuses a file at `path` that is a plain model rather than a checkpoint: it has no
+/// optimizer state or batch order to resume from.
+pub fn expect_checkpoint(f: &Loaded, path: &Path) -> Result<()> {
+    if f.meta(path, "kind")? != "checkpoint" {
+        return Err(Error::model(
+            path,
+            "is a model, not a checkpoint: use --init to start from its weights",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_rng(s: &str) -> Option<[u64; 4]> {

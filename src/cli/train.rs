@@ -12,7 +12,7 @@ use mnist_mlp::fsio::{check_writable, same_file, FileLock};
 use mnist_mlp::model::{Arch, DEFAULT_HIDDEN};
 use mnist_mlp::model_file::{self, join};
 use mnist_mlp::train::{
-    run as run_training, Finished, Length, Plan, Progress, TrainConfig, Trainer,
+    expect_checkpoint, run as run_training, Finished, Length, Plan, Progress, TrainConfig, Trainer,
 };
 
 use super::args::TrainArgs;
@@ -124,23 +124,22 @@ pub fn run(a: TrainArgs) -> Result<u8> {
         ),
         None => None,
     };
-    if let Some(path) = &a.resume {
-        // Checked here within the limits and before the data; the trainer reads it again.
-        let f = model_file::load_with(path, &MODEL_EXTRAS, &limits).context("resuming")?;
-        if f.meta(path, "kind").context("resuming")? != "checkpoint" {
-            bail!(
-                "resuming: {}: is a model, not a checkpoint: use --init to start from its weights",
-                path.display()
-            );
+    // Read within the limits and checked before the data; the trainer resumes from it.
+    let resume = match &a.resume {
+        Some(path) => {
+            let f = model_file::load_with(path, &MODEL_EXTRAS, &limits).context("resuming")?;
+            expect_checkpoint(&f, path).context("resuming")?;
+            Some((path, f))
         }
-    }
+        None => None,
+    };
     let train_set =
         Dataset::open_with(&a.data, Split::Train, &limits).context("loading the training set")?;
     let test_set =
         Dataset::open_with(&a.data, Split::Test, &limits).context("loading the test set")?;
 
-    let trainer = if let Some(path) = &a.resume {
-        Trainer::resume(path, length, a.log_every, &train_set).context("resuming")?
+    let trainer = if let Some((path, f)) = resume {
+        Trainer::resume_loaded(f, path, length, a.log_every, &train_set).context("resuming")?
     } else if let (Some(path), Some(model)) = (&a.init, init) {
         let sizes = model.layout().sizes();
         let file_hidden = &sizes[1..sizes.len() - 1];
