@@ -1,23 +1,30 @@
 //! Writing files so that a crash, a full disk or a power cut never leaves a half-written one.
 //!
-//! [`write_atomic`] writes to a temporary file in the target's directory, fsyncs it, renames it
-//! over the target and fsyncs the directory: at every instant the path holds either the old
-//! complete file or the new complete one. On failure the temporary file is removed and the
+//! [`write_atomic`] (and [`write_atomic_with`], for content streamed out) writes to a temporary
+//! file in the target's directory, fsyncs it, renames it over the target and fsyncs the
+//! directory: at every instant the path holds either the old complete file or the new complete
+//! one. On failure the temporary file is removed and the
 //! old file is untouched. [`check_writable`] tells, before a long run starts, whether that
 //! write can succeed at all. [`FileLock`] keeps two runs from writing the same file,
 //! [`read_bounded`] reads a small input file without trusting its size, [`open_input`] opens
 //! one without hanging on a FIFO, and [`sniff`] names what a file given in the wrong place is.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
 /// Replaces `path` with `bytes`, atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |tmp| fs::write(tmp, bytes))
+}
+
+/// Replaces `path` with what `write` writes to the temporary file it is given (creating it),
+/// atomically and durably: for content streamed out piece by piece rather than held whole.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> io::Result<()>) -> Result<()> {
     let tmp = temp_path(path);
-    let result = write_then_rename(path, &tmp, bytes);
+    let result = write_then_rename(path, &tmp, write);
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -264,21 +271,20 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-fn write_then_rename(path: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_then_rename(
+    path: &Path,
+    tmp: &Path,
+    write: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
     // Only ever replace a regular file: renaming over /dev/full or a directory would destroy it.
     match fs::metadata(path) {
         Ok(m) if m.is_dir() => return Err(io::Error::other("is a directory")),
         Ok(m) if !m.is_file() => return Err(io::Error::other("not a regular file")),
         _ => {}
     }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
+    write(tmp)?;
+    // fsync through a new descriptor: it flushes the file's data whichever descriptor wrote it.
+    File::open(tmp)?.sync_all()?;
     fs::rename(tmp, path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

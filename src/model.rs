@@ -271,8 +271,18 @@ impl Mlp {
 
     /// Number of examples of `ds` the network classifies correctly.
     pub fn evaluate(&self, ds: &Dataset) -> Result<usize> {
+        self.evaluate_in(
+            &mut Workspace::new(&self.layout, EVAL_BATCH.min(ds.len())),
+            ds,
+        )
+    }
+
+    /// [`Mlp::evaluate`] in `ws` (made for this network), as many rows at a time as it holds:
+    /// a trainer evaluates in its own buffers and allocates nothing. The count is the same
+    /// whatever the rows per pass, since each row's logits are computed alike.
+    pub fn evaluate_in(&self, ws: &mut Workspace, ds: &Dataset) -> Result<usize> {
         let mut correct = 0;
-        self.each_batch(ds, |logits, labels, c| {
+        self.each_batch(ws, ds, |logits, labels, c| {
             correct += count_correct(logits, labels, c)
         })?;
         Ok(correct)
@@ -281,24 +291,29 @@ impl Mlp {
     /// The class the network picks for every example of `ds`, in order.
     pub fn classify(&self, ds: &Dataset) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(ds.len());
-        self.each_batch(ds, |logits, _, c| {
+        let mut ws = Workspace::new(&self.layout, EVAL_BATCH.min(ds.len()));
+        self.each_batch(&mut ws, ds, |logits, _, c| {
             out.extend(logits.chunks_exact(c).map(|row| argmax(row) as u8))
         })?;
         Ok(out)
     }
 
-    /// Runs `ds` through the network [`EVAL_BATCH`] rows at a time, handing each batch's
-    /// logits (B, C) and labels (B) to `f`.
-    fn each_batch(&self, ds: &Dataset, mut f: impl FnMut(&[f32], &[u8], usize)) -> Result<()> {
+    /// Runs `ds` through the network as many rows at a time as `ws` holds, handing each
+    /// batch's logits (B, C) and labels (B) to `f`.
+    fn each_batch(
+        &self,
+        ws: &mut Workspace,
+        ds: &Dataset,
+        mut f: impl FnMut(&[f32], &[u8], usize),
+    ) -> Result<()> {
         ds.expect_pixels(self.layout.input())?;
-        let rows = EVAL_BATCH.min(ds.len());
-        let mut ws = Workspace::new(&self.layout, rows);
+        let rows = ws.capacity;
         let mut start = 0;
         while start < ds.len() {
             let bsz = rows.min(ds.len() - start);
             let (x, y) = ws.input_mut(bsz);
             ds.gather_range(start, x, y);
-            self.forward(&mut ws, bsz);
+            self.forward(ws, bsz);
             f(ws.logits(bsz), &ws.labels[..bsz], self.layout.classes());
             start += bsz;
         }

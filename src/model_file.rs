@@ -10,14 +10,16 @@
 //! with the right dtype and shape, nothing unexpected, every value finite. Saving refuses
 //! non-finite values, and every write is atomic (see [`crate::fsio`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorView, View};
+use safetensors::{SafeTensorError, SafeTensors};
 
 use crate::error::{Error, Result};
-use crate::fsio::{read_bounded, sniff, write_atomic, ReadError};
+use crate::fsio::{read_bounded, sniff, write_atomic_with, ReadError};
 use crate::limits::{LimitKind, Limits};
 use crate::model::{Arch, Layout, Mlp, MAX_PARAMS};
 
@@ -45,26 +47,6 @@ pub struct Extra {
     pub bytes: Vec<u8>,
 }
 
-impl Extra {
-    /// A 1-D f32 tensor.
-    pub fn f32s(values: &[f32]) -> Self {
-        Extra {
-            dtype: Dtype::F32,
-            shape: vec![values.len()],
-            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        }
-    }
-
-    /// A 1-D u32 tensor.
-    pub fn u32s(values: &[u32]) -> Self {
-        Extra {
-            dtype: Dtype::U32,
-            shape: vec![values.len()],
-            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        }
-    }
-}
-
 /// What a file held: the network, its metadata and any extra tensors the caller allowed.
 #[derive(Debug)]
 pub struct Loaded {
@@ -81,17 +63,93 @@ pub fn tensor_names(l: usize) -> (String, String) {
     (format!("fc{}.weight", l + 1), format!("fc{}.bias", l + 1))
 }
 
-fn le_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+/// An extra tensor to save (a checkpoint's state), borrowed from where it lives: saving copies
+/// nothing, so a checkpoint costs no memory beyond the run's own.
+#[derive(Clone, Copy, Debug)]
+pub enum Data<'a> {
+    /// A 1-D f32 tensor.
+    F32(&'a [f32]),
+    /// A 1-D u32 tensor.
+    U32(&'a [u32]),
 }
 
-/// Serializes `model` with `metadata` (the architecture keys are added here) and `extras`.
-pub fn encode(
-    model: &Mlp,
+/// A tensor on its way to the file: safetensors asks each for its bytes in turn, as it writes.
+struct Out<'a> {
+    data: Data<'a>,
+    shape: Vec<usize>,
+}
+
+impl View for &Out<'_> {
+    fn dtype(&self) -> Dtype {
+        match self.data {
+            Data::F32(_) => Dtype::F32,
+            Data::U32(_) => Dtype::U32,
+        }
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        match self.data {
+            Data::F32(v) => le_bytes(v),
+            Data::U32(v) => le_bytes(v),
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        match self.data {
+            Data::F32(v) => std::mem::size_of_val(v),
+            Data::U32(v) => std::mem::size_of_val(v),
+        }
+    }
+}
+
+/// A file's tensors by name, in the order they are written.
+type Tensors<'a> = Vec<(String, Out<'a>)>;
+
+/// The 4-byte element types of a file.
+trait Word: Copy {
+    fn le(self) -> [u8; 4];
+}
+
+impl Word for f32 {
+    fn le(self) -> [u8; 4] {
+        self.to_le_bytes()
+    }
+}
+
+impl Word for u32 {
+    fn le(self) -> [u8; 4] {
+        self.to_le_bytes()
+    }
+}
+
+/// `values` as the file stores them, little-endian: the memory itself on a little-endian
+/// machine (every target of this crate), a converted copy elsewhere.
+fn le_bytes<T: Word>(values: &[T]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: `T` is f32 or u32 (`Word` is private): 4 bytes, no padding, every byte
+        // initialized; u8 needs no alignment; the length is the slice's own size in bytes, and
+        // the borrow keeps `values` alive and unchanged. On a little-endian target these bytes
+        // are exactly the little-endian encoding.
+        Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+        })
+    } else {
+        Cow::Owned(values.iter().flat_map(|v| v.le()).collect())
+    }
+}
+
+/// The tensors and metadata of a file holding `model` (the architecture keys are added here),
+/// `facts` and `extras`, or an error if the model is not finite.
+fn contents<'a>(
+    model: &'a Mlp,
     kind: &str,
     facts: &[(&str, String)],
-    extras: &BTreeMap<String, Extra>,
-) -> Result<Vec<u8>> {
+    extras: &[(&str, Data<'a>)],
+) -> Result<(Tensors<'a>, HashMap<String, String>)> {
     if let Some(i) = model.params().iter().position(|v| !v.is_finite()) {
         return Err(Error::config(format!(
             "refusing to save a model that is not finite: parameter {i} is {}",
@@ -111,29 +169,79 @@ pub fn encode(
     meta.insert("input".into(), layout.input().to_string());
     meta.insert("classes".into(), layout.classes().to_string());
 
-    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors = Vec::new();
     for l in 0..layout.layers() {
         let (i, o) = layout.dims(l);
         let (w, b) = layout.split(model.params(), l);
         let (wn, bn) = tensor_names(l);
-        owned.push((wn, Dtype::F32, vec![o, i], le_bytes(w)));
-        owned.push((bn, Dtype::F32, vec![o], le_bytes(b)));
+        tensors.push((
+            wn,
+            Out {
+                data: Data::F32(w),
+                shape: vec![o, i],
+            },
+        ));
+        tensors.push((
+            bn,
+            Out {
+                data: Data::F32(b),
+                shape: vec![o],
+            },
+        ));
     }
-    for (name, e) in extras {
-        owned.push((name.clone(), e.dtype, e.shape.clone(), e.bytes.clone()));
+    for &(name, data) in extras {
+        let len = match data {
+            Data::F32(v) => v.len(),
+            Data::U32(v) => v.len(),
+        };
+        tensors.push((
+            name.to_string(),
+            Out {
+                data,
+                shape: vec![len],
+            },
+        ));
     }
-    let views = owned
-        .iter()
-        .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.as_str(), v)))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::config(format!("internal error building tensors: {e}")))?;
+    Ok((tensors, meta))
+}
+
+/// Serializes `model` with `metadata` (the architecture keys are added here) and `extras`, in
+/// memory. [`save`] writes the same bytes to a file without building them.
+pub fn encode(
+    model: &Mlp,
+    kind: &str,
+    facts: &[(&str, String)],
+    extras: &[(&str, Data)],
+) -> Result<Vec<u8>> {
+    let (tensors, meta) = contents(model, kind, facts, extras)?;
+    let views = tensors.iter().map(|(n, t)| (n.as_str(), t));
     safetensors::tensor::serialize(views, &Some(meta))
         .map_err(|e| Error::config(format!("internal error serializing the model: {e}")))
 }
 
+/// Writes `model`, `facts` and `extras` to `path` as a file of `kind`, atomically. Each tensor
+/// is written from where it lives, one after the other: the only memory used is a write
+/// buffer.
+pub fn save(
+    path: &Path,
+    model: &Mlp,
+    kind: &str,
+    facts: &[(&str, String)],
+    extras: &[(&str, Data)],
+) -> Result<()> {
+    let (tensors, meta) = contents(model, kind, facts, extras)?;
+    write_atomic_with(path, |tmp| {
+        let views = tensors.iter().map(|(n, t)| (n.as_str(), t));
+        safetensors::tensor::serialize_to_file(views, &Some(meta), tmp).map_err(|e| match e {
+            SafeTensorError::IoError(e) => e,
+            other => io::Error::other(format!("internal error serializing the model: {other}")),
+        })
+    })
+}
+
 /// Saves a trained network to `path` (kind `model`), atomically.
 pub fn save_model(path: &Path, model: &Mlp, facts: &[(&str, String)]) -> Result<()> {
-    write_atomic(path, &encode(model, "model", facts, &BTreeMap::new())?)
+    save(path, model, "model", facts, &[])
 }
 
 /// Loads a network from `path` within the default [`Limits`]. `extras` lists the extra
@@ -448,11 +556,53 @@ mod tests {
         }
     }
 
+    #[test]
+    fn save_streams_what_encode_builds_extras_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ck.safetensors");
+        let m = small();
+        let (f, u) = ([1.5f32, -0.0, f32::MIN_POSITIVE, 3e38], [7u32, 0, u32::MAX]);
+        let extras = [("a", Data::F32(&f)), ("b", Data::U32(&u))];
+        let facts = [("seed", "4".to_string())];
+        save(&p, &m, "checkpoint", &facts, &extras).unwrap();
+        let streamed = std::fs::read(&p).unwrap();
+        let built = encode(&m, "checkpoint", &facts, &extras).unwrap();
+        // The same tensors, bytes and metadata (whose order in the header is a HashMap's).
+        assert_eq!(streamed.len(), built.len());
+        let (a, b) = (
+            SafeTensors::deserialize(&streamed).unwrap(),
+            SafeTensors::deserialize(&built).unwrap(),
+        );
+        let mut names = a.names();
+        names.sort();
+        assert_eq!(names.len(), 2 * 2 + 2);
+        for n in names {
+            let (x, y) = (a.tensor(n).unwrap(), b.tensor(n).unwrap());
+            assert_eq!(
+                (x.dtype(), x.shape(), x.data()),
+                (y.dtype(), y.shape(), y.data()),
+                "{n}"
+            );
+        }
+        let meta = |bytes: &[u8]| {
+            SafeTensors::read_metadata(bytes)
+                .unwrap()
+                .1
+                .metadata()
+                .clone()
+        };
+        assert_eq!(meta(&streamed), meta(&built));
+        let back = load(&p, &["a", "b"]).unwrap();
+        assert_eq!(back.f32s(&p, "a", 4).unwrap(), f);
+        assert_eq!(back.u32s(&p, "b", 3).unwrap(), u);
+        assert_eq!(back.model.params(), m.params());
+    }
+
     fn broken(
         mutate: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>),
     ) -> String {
         let m = small();
-        let bytes = encode(&m, "model", &[], &BTreeMap::new()).unwrap();
+        let bytes = encode(&m, "model", &[], &[]).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let (_, h) = SafeTensors::read_metadata(&bytes).unwrap();
         let mut meta = h.metadata().clone().unwrap();

@@ -13,16 +13,14 @@
 //! After the first iteration the loop allocates nothing: batches, activations, gradients and
 //! moments all live in buffers made by [`Trainer::new`].
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::data::{Batcher, BatcherState, Dataset, CLASSES};
 use crate::error::{Error, Result};
-use crate::fsio::write_atomic;
 use crate::model::{mnist_sizes, Arch, Mlp, Workspace, DEFAULT_HIDDEN};
-use crate::model_file::{self, Extra, Loaded};
+use crate::model_file::{self, Data, Loaded};
 use crate::optim::Adam;
 use crate::report::{LogLine, TestAccuracy};
 use crate::rng::Rng;
@@ -311,14 +309,12 @@ impl Trainer {
                     .join(","),
             ),
         ];
-        let mut extras = BTreeMap::new();
-        extras.insert(ckpt::ADAM_M.to_string(), Extra::f32s(&self.adam.m));
-        extras.insert(ckpt::ADAM_V.to_string(), Extra::f32s(&self.adam.v));
-        extras.insert(ckpt::ORDER.to_string(), Extra::u32s(&data.order));
-        write_atomic(
-            path,
-            &model_file::encode(&self.model, "checkpoint", &facts, &extras)?,
-        )
+        let extras = [
+            (ckpt::ADAM_M, Data::F32(&self.adam.m)),
+            (ckpt::ADAM_V, Data::F32(&self.adam.v)),
+            (ckpt::ORDER, Data::U32(&data.order)),
+        ];
+        model_file::save(path, &self.model, "checkpoint", &facts, &extras)
     }
 
     /// The learning rate the last [`Trainer::step`] used.
@@ -533,7 +529,8 @@ pub fn run(
     if let Some(path) = plan.checkpoint {
         trainer.save_checkpoint(path)?;
     }
-    let correct = trainer.model().evaluate(test)?;
+    // In the training buffers: the end of a run allocates nothing that training did not.
+    let correct = trainer.model.evaluate_in(&mut trainer.ws, test)?;
     Ok(Finished::Done(Outcome {
         test: TestAccuracy {
             correct,

@@ -103,7 +103,7 @@ fn gzip_idx_files_never_panic() {
 fn model_loader_never_panics() {
     let mut rng = Rng::new(73);
     let model = Mlp::new(Arch::Relu, &[6, 4, 3], &mut Rng::new(1)).unwrap();
-    let valid = model_file::encode(&model, "model", &[], &Default::default()).unwrap();
+    let valid = model_file::encode(&model, "model", &[], &[]).unwrap();
     let parse = |b: &[u8]| {
         model_file::decode(Path::new("fuzz"), b, &[])
             .map(|_| ())

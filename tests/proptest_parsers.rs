@@ -310,7 +310,7 @@ fn small_model() -> impl Strategy<Value = Mlp> {
 }
 
 fn encode(m: &Mlp) -> Vec<u8> {
-    model_file::encode(m, "model", &[("seed", "1".into())], &Default::default()).unwrap()
+    model_file::encode(m, "model", &[("seed", "1".into())], &[]).unwrap()
 }
 
 /// The tensors of an encoded model, in file order: name, dtype, shape, bytes.

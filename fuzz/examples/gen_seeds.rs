@@ -100,7 +100,7 @@ fn main() {
     ];
     for (name, arch, sizes) in models {
         let m = Mlp::new(arch, sizes, &mut Rng::new(1)).unwrap();
-        let bytes = model_file::encode(&m, "model", &facts, &Default::default()).unwrap();
+        let bytes = model_file::encode(&m, "model", &facts, &[]).unwrap();
         write("model_file", name, &bytes);
     }
     // A checkpoint after one step on the fuzz target's training set (4 images, labels 0..4).
