@@ -80,12 +80,15 @@ fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
 
 /// Mutates the safetensors header of `data[..size]` (8-byte little-endian length, then JSON)
 /// with libFuzzer's own mutations, keeps the tensor bytes after it, and fixes the length.
-/// `None` when `data` does not start with a header that fits.
+/// `None` when `data` does not start with a header that fits, or leaves no room for one
+/// (libFuzzer's mutator aborts when given a maximum size of 0).
 fn mutate_header(data: &mut [u8], size: usize, max_size: usize) -> Option<usize> {
     let n = usize::try_from(u64::from_le_bytes(data.get(..8)?.try_into().ok()?)).ok()?;
     let end = n.checked_add(8).filter(|&e| e <= size)?;
     let body = data[end..size].to_vec();
-    let room = max_size.checked_sub(8 + body.len()).filter(|&r| r >= n)?;
+    let room = max_size
+        .checked_sub(8 + body.len())
+        .filter(|&r| r >= n && r > 0)?;
     let mut header = data[8..end].to_vec();
     header.resize(room, 0);
     let new_n = fuzzer_mutate(&mut header, n, room);
