@@ -3,11 +3,12 @@
 //! [`write_atomic`] (and [`write_atomic_with`], for content streamed out) writes to a temporary
 //! file in the target's directory, fsyncs it, renames it over the target and fsyncs the
 //! directory: at every instant the path holds either the old complete file or the new complete
-//! one. On failure the temporary file is removed and the
-//! old file is untouched. [`check_writable`] tells, before a long run starts, whether that
-//! write can succeed at all. [`FileLock`] keeps two runs from writing the same file,
-//! [`read_bounded`] reads a small input file without trusting its size, [`open_input`] opens
-//! one without hanging on a FIFO, and [`sniff`] names what a file given in the wrong place is.
+//! one. On failure the temporary file is removed and the old file is untouched.
+//! [`check_writable`] tells, before a long run starts, whether that write can succeed at all.
+//! [`same_file`] tells whether two paths name one file. [`FileLock`] keeps two runs from
+//! writing the same file, [`read_bounded`] reads a small input file without trusting its size,
+//! [`open_input`] opens one without hanging on a FIFO, and [`sniff`] names what a file given in
+//! the wrong place is.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};

@@ -73,6 +73,16 @@ pub enum Data<'a> {
     U32(&'a [u32]),
 }
 
+impl Data<'_> {
+    /// Number of elements (of 4 bytes each).
+    fn elements(&self) -> usize {
+        match self {
+            Data::F32(v) => v.len(),
+            Data::U32(v) => v.len(),
+        }
+    }
+}
+
 /// A tensor on its way to the file: safetensors asks each for its bytes in turn, as it writes.
 struct Out<'a> {
     data: Data<'a>,
@@ -99,10 +109,7 @@ impl View for &Out<'_> {
     }
 
     fn data_len(&self) -> usize {
-        match self.data {
-            Data::F32(v) => std::mem::size_of_val(v),
-            Data::U32(v) => std::mem::size_of_val(v),
-        }
+        self.data.elements() * 4
     }
 }
 
@@ -170,37 +177,16 @@ fn contents<'a>(
     meta.insert("classes".into(), layout.classes().to_string());
 
     let mut tensors = Vec::new();
+    let mut add = |name: String, data, shape| tensors.push((name, Out { data, shape }));
     for l in 0..layout.layers() {
         let (i, o) = layout.dims(l);
         let (w, b) = layout.split(model.params(), l);
         let (wn, bn) = tensor_names(l);
-        tensors.push((
-            wn,
-            Out {
-                data: Data::F32(w),
-                shape: vec![o, i],
-            },
-        ));
-        tensors.push((
-            bn,
-            Out {
-                data: Data::F32(b),
-                shape: vec![o],
-            },
-        ));
+        add(wn, Data::F32(w), vec![o, i]);
+        add(bn, Data::F32(b), vec![o]);
     }
     for &(name, data) in extras {
-        let len = match data {
-            Data::F32(v) => v.len(),
-            Data::U32(v) => v.len(),
-        };
-        tensors.push((
-            name.to_string(),
-            Out {
-                data,
-                shape: vec![len],
-            },
-        ));
+        add(name.to_string(), data, vec![data.elements()]);
     }
     Ok((tensors, meta))
 }

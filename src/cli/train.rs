@@ -35,7 +35,7 @@ fn check_no_clobber(a: &TrainArgs) -> Result<()> {
     let outputs = outputs
         .iter()
         .filter_map(|&(flag, p)| Some((flag, p.as_deref()?)));
-    for (flag, out) in outputs.clone() {
+    for (flag, out) in outputs {
         for split in [Split::Train, Split::Test] {
             let (images, labels) = split.stems();
             for stem in [images, labels] {
