@@ -6,7 +6,7 @@
 //! the caller and panics with the shapes involved.
 //!
 //! Where this CPU has a micro-kernel (AVX2+FMA on x86_64, NEON on aarch64) the product is the
-//! blocked loop nest of [`blocked`] over it, split over the crate's thread [`pool`]; it keeps
+//! blocked loop nest of `blocked` over it, split over the crate's thread [`pool`]; it keeps
 //! its packing buffers between calls, so the training loop allocates nothing. Elsewhere it is
 //! `matrixmultiply::sgemm`, which is also the oracle the kernels are tested against. Either way
 //! each output element is computed by one thread in a fixed order: results are bit-identical
