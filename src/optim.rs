@@ -3,9 +3,10 @@
 //! `m ← m + (g − m)(1 − β1)`, `v ← v + (g² − v)(1 − β2)`,
 //! `θ ← θ − lr_t · m / (√v + ε)` with `lr_t = lr · √(1 − β2ᵗ) / (1 − β1ᵗ)`:
 //! the bias correction is folded into the step size and ε is added to the uncorrected `√v`
-//! ("epsilon hat" in the Adam paper), exactly TensorFlow's `ApplyAdam` kernel. One loop over
-//! all parameters, which the compiler vectorizes (`fsqrt`/`fdiv` on `.4s` lanes with NEON), split
-//! in chunks over the thread pool.
+//! ("epsilon hat" in the Adam paper), exactly TensorFlow's `ApplyAdam` kernel, except that a
+//! moment below the normal range is flushed to 0 (see `flush`). One loop over all parameters,
+//! which the compiler vectorizes (`fsqrt`/`fdiv` on `.4s` lanes with NEON), split in chunks over
+//! the thread pool.
 
 use crate::pool::{self, SharedMut};
 
@@ -139,10 +140,12 @@ fn update_loop(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: Hyper)
 }
 
 /// `x`, or 0 if it is subnormal. The moments of a parameter whose gradient has become 0 (a
-/// dead ReLU unit) decay geometrically through the subnormal range, where x86 arithmetic is
-/// about 100 times slower; a ReLU network had 9,694 subnormal first moments after 1000 steps.
-/// The step they would have made is below 1e-30, far under the rounding of any weight, so
-/// flushing them changes no weight (the trainer's results stay bit for bit what they were).
+/// dead ReLU unit) decay geometrically through the subnormal range, where x86 vector
+/// arithmetic takes microcode assists: a ReLU network had 9,694 subnormal first moments after
+/// 1000 steps, and its step was 3.6% (one thread) and 5.6% (two) slower for it. The step such
+/// a moment would make is below 1e-30, far under the rounding of a trained weight (a weight of
+/// 1e-3 rounds at 1e-10), so no weight changes: the models saved before and after are
+/// identical tensor for tensor.
 #[inline(always)]
 fn flush(x: f32) -> f32 {
     if x.abs() < f32::MIN_POSITIVE {
