@@ -132,35 +132,15 @@ pub struct Product<'a> {
 /// the thread pool: a thread that finishes its part of the first starts on the second instead
 /// of waiting for the others, and there is one hand-over between threads instead of two.
 pub fn gemm_pair(first: Product<'_>, second: Product<'_>) {
-    for p in [&first, &second] {
-        check_shapes(p.m, p.n, p.k, p.a, p.b, p.c);
-        if let Some(mask) = p.relu_mask {
-            assert_eq!(
-                mask.len(),
-                p.c.len(),
-                "gemm_pair: relu_mask is not shaped like c"
-            );
-        }
-    }
+    first.check();
+    second.check();
     let nonempty = |p: &Product<'_>| p.m > 0 && p.n > 0 && p.k > 0;
     match kernel() {
         Some(kern) if nonempty(&first) && nonempty(&second) => {
             fn plan<'a>(kern: &'a kernel::Kernel, p: Product<'a>) -> blocked::Plan<'a> {
-                let Product {
-                    ta,
-                    tb,
-                    m,
-                    n,
-                    k,
-                    alpha,
-                    a,
-                    b,
-                    beta,
-                    c,
-                    relu_mask,
-                } = p;
-                let epilogue = relu_mask.map(|mask| blocked::Epilogue::ReluGrad { mask });
-                blocked::Plan::new(kern, (ta, tb), (m, n, k), alpha, a, b, beta, c, epilogue)
+                let epilogue = p.relu_mask.map(|mask| blocked::Epilogue::ReluGrad { mask });
+                let (dims, ops) = ((p.m, p.n, p.k), (p.ta, p.tb));
+                blocked::Plan::new(kern, ops, dims, p.alpha, p.a, p.b, p.beta, p.c, epilogue)
             }
             blocked::run(&[plan(kern, first), plan(kern, second)]);
         }
@@ -174,23 +154,21 @@ pub fn gemm_pair(first: Product<'_>, second: Product<'_>) {
 impl Product<'_> {
     /// The product on its own: [`gemm`], then the ReLU mask if any.
     pub fn run(self) {
-        let Product {
-            ta,
-            tb,
-            m,
-            n,
-            k,
-            alpha,
-            a,
-            b,
-            beta,
-            c,
-            relu_mask,
-        } = self;
-        gemm(ta, tb, m, n, k, alpha, a, b, beta, c);
-        if let Some(mask) = relu_mask {
-            assert_eq!(mask.len(), c.len(), "relu_mask is not shaped like c");
-            relu_grad(c, mask);
+        self.check();
+        let (ta, tb, m, n, k) = (self.ta, self.tb, self.m, self.n, self.k);
+        gemm(
+            ta, tb, m, n, k, self.alpha, self.a, self.b, self.beta, self.c,
+        );
+        if let Some(mask) = self.relu_mask {
+            relu_grad(self.c, mask);
+        }
+    }
+
+    /// Panics unless the operands fit the shape and the mask, if any, is shaped like `c`.
+    fn check(&self) {
+        check_shapes(self.m, self.n, self.k, self.a, self.b, self.c);
+        if let Some(mask) = self.relu_mask {
+            assert_eq!(mask.len(), self.c.len(), "relu_mask is not shaped like c");
         }
     }
 }
