@@ -108,8 +108,8 @@ aarch64-linux-gnu-objdump -d -l --inlines --no-show-raw-insn -C "$bin" | c++filt
 targets=(
     "linear_forward|mnist_mlp::layers::linear_forward"
     "linear_backward (bias grad)|mnist_mlp::layers::linear_backward"
-    "bias_relu (bias + ReLU)|mnist_mlp::gemm::bias_relu mnist_mlp::layers::add_bias"
-    "relu_grad (ReLU gradient)|mnist_mlp::gemm::relu_grad mnist_mlp::layers::relu_backward"
+    "bias_relu (bias + ReLU)|mnist_mlp::gemm::bias_relu"
+    "relu_grad (ReLU gradient)|mnist_mlp::gemm::relu_grad"
     "softmax_cross_entropy|mnist_mlp::loss::softmax_cross_entropy"
     "Adam::step|mnist_mlp::optim::Adam::step mnist_mlp::optim::update mnist_mlp::optim::update_loop"
     "to_unit_f32 (u8 -> f32)|mnist_mlp::data::to_unit_f32"

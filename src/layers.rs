@@ -11,7 +11,7 @@
 //! computed the tile, and so does the backward pass's ReLU gradient; the bias gradient runs on
 //! the calling thread: splitting it over the pool was measured to gain nothing at these sizes.
 
-use crate::gemm::{bias_relu, gemm_bias, gemm_pair, relu_grad, Product, Trans};
+use crate::gemm::{gemm_bias, gemm_pair, Product, Trans};
 
 /// `y = x · wᵀ + b`, then `y = max(y, 0)` when `relu` (both applied inside the product).
 ///
@@ -27,20 +27,11 @@ pub fn linear_forward(
     gemm_bias(Trans::No, Trans::Yes, bsz, o, i, x, w, b, relu, y);
 }
 
-/// `y += b` on every row of `y` (B, O), then `y = max(y, 0)` when `relu`. A NaN stays NaN
-/// through the ReLU, so divergence is not hidden. ([`linear_forward`] does this inside the
-/// product, tile by tile.)
-pub fn add_bias(y: &mut [f32], b: &[f32], o: usize, relu: bool) {
-    for row in y.chunks_exact_mut(o) {
-        bias_relu(row, b, relu);
-    }
-}
-
 /// Gradients of [`linear_forward`] given `dy = ∂L/∂y`:
 /// `dw = dyᵀ · x`, `db = Σ_rows dy`, and `dx = dy · w` when `dx` is asked for (the first
 /// layer's input gradient is never needed, so the caller passes `None` and saves a product).
 /// When `x_is_relu`, `x` is a ReLU's output and `dx` is also passed back through that ReLU
-/// ([`relu_backward`], applied inside the product, tile by tile).
+/// ([`gemm::relu_grad`](crate::gemm::relu_grad), applied inside the product, tile by tile).
 ///
 /// `dx` (B, I), `dw` (O, I), `db` (O), `dy` (B, O), `x` (B, I), `w` (O, I).
 #[allow(clippy::too_many_arguments)]
@@ -95,16 +86,10 @@ pub fn linear_backward(
     }
 }
 
-/// `dy = dy ⊙ [y > 0]` in place, where `y` is the ReLU's output.
-///
-/// `dy` and `y` have the same shape.
-pub fn relu_backward(dy: &mut [f32], y: &[f32]) {
-    relu_grad(dy, y);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gemm::{bias_relu, relu_grad};
     use crate::rng::Rng;
 
     fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
@@ -158,9 +143,9 @@ mod tests {
         let x = random(20, &mut rng);
         let r = random(20, &mut rng);
         let mut y = x.clone();
-        add_bias(&mut y, &[0.0; 20], 20, true);
+        bias_relu(&mut y, &[0.0; 20], true);
         let mut d = r.clone();
-        relu_backward(&mut d, &y);
+        relu_grad(&mut d, &y);
         let h = 1e-3;
         for k in 0..x.len() {
             let f = |v: f32| if v < 0.0 { 0.0 } else { v };
@@ -171,7 +156,7 @@ mod tests {
         }
         assert!(y.iter().all(|&v| v >= 0.0));
         let mut nan = [f32::NAN, -1.0];
-        add_bias(&mut nan, &[0.0; 2], 2, true);
+        bias_relu(&mut nan, &[0.0; 2], true);
         assert!(nan[0].is_nan() && nan[1] == 0.0);
     }
 }

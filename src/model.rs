@@ -259,8 +259,9 @@ impl Mlp {
             let x = &ws.acts[l][..bsz * i]; // (B, I)
             match lower.last_mut() {
                 Some(dx) => {
-                    let dx = &mut dx[..bsz * i]; // (B, I): ∂L/∂(output of layer l − 1)
-                                                 // In the ReLU network, this layer's input is the ReLU's output.
+                    // (B, I): ∂L/∂(output of layer l − 1). In the ReLU network, this
+                    // layer's input is the ReLU's output, and dx passes back through it.
+                    let dx = &mut dx[..bsz * i];
                     let relu = self.arch == Arch::Relu;
                     linear_backward(Some(dx), dw, db, dy, x, w, (bsz, i, o), relu);
                 }
