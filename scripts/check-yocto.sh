@@ -7,7 +7,7 @@
 #   2. the crates file matches Cargo.lock (scripts/gen-yocto-crates.py --check);
 #   3. the layer: layer.conf's collection, dependencies and release series; the recipe's
 #      version is Cargo.toml's; the README has what yocto-check-layer's README test wants;
-#      the recipe's SRCREV is a commit of this repository (skipped in a shallow clone);
+#      LIC_FILES_CHKSUM names LICENSE-MIT and LICENSE-APACHE with their md5;
 #   4. oelint-adv over the layer for --release scarthgap, styhead and walnascar, zero
 #      findings (suppressions: the layer's .oelint.cfg and `# nooelint:` comments, each with
 #      its reason); then once more with the two rules suppressed only for the generated crates
@@ -84,7 +84,7 @@ step "crates file against Cargo.lock"
 "$py" "$repo/scripts/gen-yocto-crates.py" --check
 
 # 3. Layer facts oelint-adv does not check.
-step "layer.conf, recipe version, layer README, SRCREV"
+step "layer.conf, recipe version, layer README"
 "$py" - "$repo" <<'EOF'
 import glob, os, re, sys, tomllib
 
@@ -146,15 +146,34 @@ if errors:
     sys.exit(1)
 print(f"layer.conf ok; recipe {want}; {os.path.basename(readmes[0])} ok")
 EOF
-srcrev=$(sed -n 's/^SRCREV = "\([0-9a-f]\{40\}\)"$/\1/p' "$recipe_dir"/mnist-mlp_*.bb)
-[[ -n $srcrev ]] || die "no 40-hex-digit SRCREV in the recipe"
-if [[ $(git -C "$repo" rev-parse --is-shallow-repository 2>/dev/null) == false ]]; then
-  git -C "$repo" cat-file -e "$srcrev^{commit}" 2>/dev/null ||
-    die "the recipe's SRCREV $srcrev is not a commit of this repository"
-  echo "SRCREV $srcrev is a commit of this repository"
-else
-  echo "SRCREV $srcrev: not checked (shallow or no git clone)"
-fi
+# The licence files the recipe names, with their md5 (what do_populate_lic checks).
+step "LIC_FILES_CHKSUM against the repository's licence files"
+"$py" - "$repo" "$recipe_dir"/mnist-mlp_*.bb <<'EOF'
+import hashlib, os, re, sys
+
+repo, recipe = sys.argv[1:]
+text = open(recipe, encoding="utf-8").read().replace("\\\n", " ")
+m = re.search(r'^LIC_FILES_CHKSUM = "([^"]*)"', text, re.M)
+if not m:
+    sys.exit("check-yocto: error: the recipe has no LIC_FILES_CHKSUM")
+entries = re.findall(r"file://([^;\s]+);md5=([0-9a-f]{32})", m.group(1))
+want = {"LICENSE-MIT", "LICENSE-APACHE"}
+errors = []
+if {f for f, _ in entries} != want:
+    errors.append(f"LIC_FILES_CHKSUM names {sorted(f for f, _ in entries)}, expected {sorted(want)}")
+for name, md5 in entries:
+    path = os.path.join(repo, name)
+    try:
+        got = hashlib.md5(open(path, "rb").read()).hexdigest()
+    except OSError as e:
+        errors.append(f"{name}: {e}")
+        continue
+    if got != md5:
+        errors.append(f"{name}: md5 {got}, the recipe says {md5}")
+if errors:
+    sys.exit("\n".join("check-yocto: error: " + e for e in errors))
+print("LIC_FILES_CHKSUM: " + ", ".join(f"{f} md5 {h}" for f, h in entries))
+EOF
 
 # 4. oelint-adv. It reads .oelint.cfg from the directory it runs in.
 # The layer's files: layer.conf and every recipe, append and include (globbed in DIR).

@@ -1,34 +1,61 @@
-# nooelint: oelint.var.bbclassextend,oelint.var.suggestedvar.BUGTRACKER
+# nooelint: oelint.var.bbclassextend,oelint.var.suggestedvar.BUGTRACKER,oelint.var.mandatoryvar.HOMEPAGE
 # Lint suppressions on the line above (scripts/check-yocto.sh runs oelint-adv): no
-# native/nativesdk variant (a tool for the target only); no public bug tracker yet (the layer
-# README says where to send reports).
+# native/nativesdk variant (a tool for the target only); no public bug tracker and no public
+# home page yet (the layer README says where to send reports).
 SUMMARY = "Train and run an MLP MNIST digit classifier on the board"
 SUMMARY:${PN}-data = "MNIST data set and/or model files for mnist-mlp"
 DESCRIPTION = "mnist-mlp trains, evaluates and runs a multilayer-perceptron MNIST \
                classifier on the target itself (NXP i.MX8: Cortex-A53, Cortex-A72 + A53): \
                one binary, no Python, no GPU. Reads IDX files (raw or .gz), writes \
                safetensors models."
-# Placeholder until the repository is published: use the address of MNIST_MLP_GIT_URI.
-# Lint: oelint.vars.homepageping fetches the page; CI has no network (and the host is a
-# placeholder), so it is suppressed here.
-# nooelint: oelint.vars.homepageping
-HOMEPAGE = "https://example.invalid/mnist-mlp"
 SECTION = "console/utils"
-# The crate is "MIT OR Apache-2.0" (Cargo.toml). The repository has no license files yet, so
-# the texts are checked against oe-core's copies; once LICENSE-MIT and LICENSE-APACHE are in
-# the repository, point LIC_FILES_CHKSUM at them and drop the suppression.
+# The crate is "MIT OR Apache-2.0" (Cargo.toml); the texts are the repository's own.
 LICENSE = "MIT | Apache-2.0"
-# Lint: oelint.var.licenseremotefile wants a file from the source; none yet (see above).
-# nooelint: oelint.var.licenseremotefile
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302 \
-                    file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+LIC_FILES_CHKSUM = "file://LICENSE-MIT;md5=fa6c359d2d7124a3bd2377b68fae6c00 \
+                    file://LICENSE-APACHE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
-# Source: this repository at a pinned commit. Set MNIST_MLP_GIT_URI (local.conf, distro or a
-# .bbappend) to where your copy of the repository is published, and SRCREV to the commit to
-# build. For local development build a checkout instead (externalsrc, see the layer's README);
-# the crate list still comes from this layer, so it must match that checkout's Cargo.lock.
-MNIST_MLP_GIT_URI ?= "git://example.invalid/mnist-mlp.git;protocol=https;branch=main"
+# Source. By default the recipe builds the mnist-mlp checkout this layer is part of (the
+# layer is yocto/meta-mnist-mlp in that repository), in place, with externalsrc: the layer
+# and the source are one tree, so mnist-mlp-crates.inc is the list generated from the very
+# Cargo.lock being built. The repository's CI checks that the two match and builds from
+# exactly the listed crates the way this class does (a directory source, --frozen
+# --offline) with Rust 1.75.0, 1.79.0 and 1.84.1.
+#
+# To build a published commit instead, set both (local.conf, a distro file or a .bbappend):
+#   MNIST_MLP_GIT_URI = "git://<host>/mnist-mlp.git;protocol=https;branch=main"
+#   SRCREV:pn-mnist-mlp = "<commit>"
+# with this layer taken from that same commit (its crate list must match that commit's
+# Cargo.lock; do_configure checks it). Outside a checkout and with neither set, the recipe is
+# skipped with a one-line reason saying so.
+MNIST_MLP_GIT_URI ??= ""
 SRC_URI = "${MNIST_MLP_GIT_URI}"
+MNIST_MLP_CHECKOUT := "${@os.path.normpath('${THISDIR}/../../../..')}"
+
+def mnist_mlp_checkout(d):
+    """The mnist-mlp checkout this layer sits in, or "" (git source set, or not in one)."""
+    import os
+    root = d.getVar('MNIST_MLP_CHECKOUT')
+    if d.getVar('MNIST_MLP_GIT_URI') or not os.path.isfile(os.path.join(root, 'Cargo.toml')):
+        return ''
+    return root
+
+inherit externalsrc
+EXTERNALSRC ??= "${@mnist_mlp_checkout(d)}"
+
+# Parse time is the place for a one-line reason instead of a failed fetch or build later.
+# Lint: oelint-adv discourages anonymous python (cost at parse); this reads three variables.
+# nooelint: oelint.task.noanonpython
+python __anonymous () {
+    import os
+    src = d.getVar('EXTERNALSRC')
+    if src:
+        if not os.path.isfile(os.path.join(src, 'Cargo.toml')):
+            raise bb.parse.SkipRecipe("EXTERNALSRC (%s) has no Cargo.toml: point it at an mnist-mlp checkout" % src)
+    elif not d.getVar('MNIST_MLP_GIT_URI'):
+        raise bb.parse.SkipRecipe("this layer is not inside an mnist-mlp checkout: set MNIST_MLP_GIT_URI and SRCREV:pn-mnist-mlp, or EXTERNALSRC:pn-mnist-mlp")
+    elif (d.getVar('SRCREV') or 'INVALID') == 'INVALID':
+        raise bb.parse.SkipRecipe("MNIST_MLP_GIT_URI is set: set SRCREV:pn-mnist-mlp to the commit to build")
+}
 
 # Optional data set and/or model, shipped in ${PN}-data under ${datadir}/${BPN}. List paths
 # relative to the recipe's FILESPATH (e.g. a .bbappend's files/ directory), e.g.
@@ -36,8 +63,6 @@ SRC_URI = "${MNIST_MLP_GIT_URI}"
 # unpack=0: .gz IDX files stay compressed (mnist-mlp reads them as they are).
 MNIST_MLP_DATA_FILES ?= ""
 SRC_URI += "${@' '.join('file://%s;subdir=mnist-mlp-data;unpack=0' % f for f in d.getVar('MNIST_MLP_DATA_FILES').split())}"
-
-SRCREV = "44d9122212b97a969a105f06b8820ce5f1938985"
 
 # scarthgap unpacks SRC_URI into WORKDIR and has no UNPACKDIR; styhead and walnascar unpack
 # into UNPACKDIR (WORKDIR/sources-unpack). Not "UNPACKDIR ??= WORKDIR": bitbake.conf sets
@@ -54,6 +79,27 @@ inherit cargo cargo-update-recipe-crates
 # build itself needs no network (cargo runs --frozen against bitbake's vendored copies).
 # Regenerate with scripts/gen-yocto-crates.py (or bitbake -c update_crates mnist-mlp).
 require ${BPN}-crates.inc
+
+# The crates cargo will be given must be the crates Cargo.lock names: say so before cargo
+# fails on a missing one with "no matching package", and name the fix.
+python mnist_mlp_check_crates () {
+    import os, re
+    lock = os.path.join(d.getVar('S'), d.getVar('CARGO_SRC_DIR') or '', 'Cargo.lock')
+    try:
+        text = open(lock, encoding='utf-8').read()
+    except OSError as e:
+        bb.fatal("mnist-mlp: cannot read %s: %s" % (lock, e))
+    locked = set(re.findall(r'^name = "([^"]+)"\nversion = "([^"]+)"\nsource = "registry\+[^"]*crates\.io', text, re.M))
+    listed = set(re.findall(r'crate://crates\.io/([^/\s;]+)/([^/\s;]+)', d.getVar('SRC_URI')))
+    missing = sorted('%s-%s' % c for c in locked - listed)
+    if missing:
+        bb.fatal("mnist-mlp: %s needs %d crate(s) missing from mnist-mlp-crates.inc (%s): regenerate it with scripts/gen-yocto-crates.py from that Cargo.lock" % (lock, len(missing), ', '.join(missing[:5])))
+    extra = sorted('%s-%s' % c for c in listed - locked)
+    if extra:
+        bb.warn("mnist-mlp: mnist-mlp-crates.inc lists %d crate(s) %s does not use (%s): regenerate it with scripts/gen-yocto-crates.py" % (len(extra), lock, ', '.join(extra[:5])))
+}
+mnist_mlp_check_crates[doc] = "Fails when Cargo.lock names a crate mnist-mlp-crates.inc does not list"
+do_configure[prefuncs] += "mnist_mlp_check_crates"
 
 # Only the binary: the crate's library (the engine) is linked into it, not installed as .rlib.
 CARGO_BUILD_FLAGS:append = " --bin mnist-mlp"
