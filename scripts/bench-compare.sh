@@ -8,7 +8,7 @@
 # usage: scripts/bench-compare.sh [--data DIR] [--threads N[,N...]] [--repeat R]
 #                                 [--iterations N] [--torch-python PY]
 #
-#   --data DIR          MNIST IDX files (raw or .gz); default <repo>/../shared/data/mnist-10k
+#   --data DIR          MNIST IDX files (raw or .gz); default <repo>/data/mnist-10k (bundled)
 #   --threads LIST      thread counts to measure, comma-separated; default "1,<cores>"
 #   --repeat R          runs of each tool per thread count; default 3 (medians are reported)
 #   --iterations N      training iterations; default 1000 (the tutorial)
@@ -28,7 +28,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-data="$repo/../shared/data/mnist-10k"
+data="$repo/data/mnist-10k"
 threads_list="1,$(nproc)"
 repeat=3
 iterations=1000

@@ -58,7 +58,7 @@ Environment:
                      \$BOARD_SSH_OPTS:
                        scripts/qemu-board.sh start
                        eval "\$(scripts/qemu-board.sh env)"
-                       DEPLOY_SSH_OPTS="\$BOARD_SSH_OPTS" $PROG --data ../shared/data/mnist-10k \\
+                       DEPLOY_SSH_OPTS="\$BOARD_SSH_OPTS" $PROG --data data/mnist-10k \\
                          \$BOARD_HOST train --data data --iterations 3
   CARGO, CARGO_TARGET_DIR, ...  as for any cargo build.
 

@@ -26,7 +26,7 @@ Environment:
   PYTHON                 interpreter the venv is made from [python3]
   MNIST_MLP_VENV         the venv [<repo>/.venv-tests]
   MNIST_MLP_BIN          binary under test [<repo>/target/release/mnist-mlp, built if missing]
-  MNIST_MLP_SHARED_DATA  directory holding mnist-10k/ [<repo>/../shared/data]
+  MNIST_MLP_TEST_DATA    the MNIST data set [<repo>/data/mnist-10k, bundled]
 EOF
 }
 
@@ -41,14 +41,13 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MNIST_MLP_VENV:-$repo/.venv-tests}
 python=${PYTHON:-python3}
 requirements=$repo/tests/python/requirements.txt
-shared=${MNIST_MLP_SHARED_DATA:-$repo/../shared/data}
-data=$shared/mnist-10k
-export MNIST_MLP_SHARED_DATA=$shared
+data=${MNIST_MLP_TEST_DATA:-$repo/data/mnist-10k}
+export MNIST_MLP_TEST_DATA=$data
 export PYTHONDONTWRITEBYTECODE=1
 
 [[ -f $requirements ]] || die "$requirements is missing"
 [[ -e $data/t10k-images-idx3-ubyte.gz || -e $data/t10k-images-idx3-ubyte ]] ||
-  die "no MNIST data at $data (set MNIST_MLP_SHARED_DATA to the directory holding mnist-10k/)"
+  die "no MNIST data at $data (set MNIST_MLP_TEST_DATA)"
 
 # 1. The venv. A stamp holding a hash of requirements.txt says what is installed.
 command -v "$python" >/dev/null || die "$python not found (set PYTHON)"

@@ -44,7 +44,7 @@ Options:
   -h, --help   This help
 
 Environment:
-  MNIST_MLP_SHARED_DATA  Directory holding mnist-10k/ [default: <repo>/../shared/data]
+  MNIST_MLP_TEST_DATA    The data set [default: <repo>/data/mnist-10k, bundled]
   QEMU_BOARD_TIMEOUT     Seconds to wait for the board's SSH (scripts/qemu-board.sh)
 EOF
 }
@@ -246,8 +246,7 @@ PY
 # Main
 # ---------------------------------------------------------------------------------------------
 
-shared=${MNIST_MLP_SHARED_DATA:-$REPO/../shared/data}
-data=$shared/mnist-10k
+data=${MNIST_MLP_TEST_DATA:-$REPO/data/mnist-10k}
 
 if [[ ${1:-} == --board-steps ]]; then
   board_steps "$2"
@@ -265,8 +264,8 @@ while (($# > 0)); do
   esac
 done
 
-[[ -d $data ]] || die "no data set at $data (set MNIST_MLP_SHARED_DATA to the directory holding mnist-10k/)"
-shared=$(cd "$shared" && pwd) data=$shared/mnist-10k   # absolute: the board steps run elsewhere
+[[ -d $data ]] || die "no data set at $data (set MNIST_MLP_TEST_DATA)"
+data=$(cd "$data" && pwd)   # absolute: the board steps run elsewhere
 work=$(mktemp -d "${TMPDIR:-/tmp}/mnist-mlp-board-test.XXXXXX")
 : >"$work/stages"
 trap summary EXIT
@@ -289,7 +288,7 @@ stage "host: mnist-mlp ${PREDICT_ARGS[*]}" \
 
 # The board: boot, run the board steps (this script again), power off. Its stages land in
 # $work/stages; this stage's time is the whole session, boot and power-off included.
-export BOARD_T0 MNIST_MLP_SHARED_DATA=$shared
+export BOARD_T0 MNIST_MLP_TEST_DATA=$data
 BOARD_T0=$(now_ms)
 stage "board: session total (scripts/qemu-board.sh run)" \
   "$REPO/scripts/qemu-board.sh" "${board_args[@]}" run -- "$REPO/scripts/test-board.sh" --board-steps "$work"

@@ -3,12 +3,12 @@
 #
 # No network is used: the mirrors are file:// directories (and, when python3 is installed,
 # a web server on 127.0.0.1 that lives only for the duration of this script). The real MNIST
-# test set (t10k-*.gz) from the shared data directory is checked against the checksums built
+# test set (t10k-*.gz) of the bundled data/mnist-10k is checked against the checksums built
 # into fetch-mnist.sh; that directory's train-*.gz are a 10k subset, not the originals, so
 # their checksums come from MNIST_SHA256_OVERRIDE_FILE, the test-only override.
 #
 # Usage: scripts/test-fetch-mnist.sh
-#   MNIST_TEST_DATA  directory with the four .gz files (default: <repo>/../shared/data/mnist-10k)
+#   MNIST_TEST_DATA  directory with the four .gz files (default: <repo>/data/mnist-10k, bundled)
 # Prints one PASS/FAIL/SKIP line per case and a closing "N passed, N failed" line; exits 1
 # if any case failed.
 set -euo pipefail
@@ -16,7 +16,7 @@ set -euo pipefail
 HERE=$(cd -- "$(dirname -- "$0")" && pwd)
 REPO=$(cd -- "$HERE/.." && pwd)
 FETCH=$HERE/fetch-mnist.sh
-DATA=${MNIST_TEST_DATA:-$REPO/../shared/data/mnist-10k}
+DATA=${MNIST_TEST_DATA:-$REPO/data/mnist-10k}
 BASH_BIN=$(command -v bash)
 
 readonly STEMS=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
@@ -47,7 +47,7 @@ unset MNIST_SHA256_OVERRIDE_FILE
 
 # --- fixtures --------------------------------------------------------------------------
 
-# good/: the four files as found in the shared data directory.
+# good/: the four files as found in the bundled data directory.
 mkdir -p "$WORK/good" "$WORK/bad" "$WORK/missing-parent"
 for stem in "${STEMS[@]}"; do cp -- "$DATA/$stem.gz" "$WORK/good/"; done
 

@@ -22,6 +22,23 @@ const GATHER_ROWS: usize = 32;
 /// Number of classes (digits 0–9, or Fashion-MNIST's ten garments).
 pub const CLASSES: usize = 10;
 
+/// Where `scripts/fetch-mnist.sh` stores the full MNIST set, relative to the current directory.
+pub const FETCHED_DIR: &str = "data/mnist";
+
+/// The 10,000-digit MNIST subset bundled with the repository, relative to its root.
+pub const BUNDLED_DIR: &str = "data/mnist-10k";
+
+/// The data directory used when none is given: [`FETCHED_DIR`] if that directory exists,
+/// otherwise [`BUNDLED_DIR`]. Both are relative to the current directory, so in a clone of the
+/// repository the full set wins once it has been fetched and the bundled subset is used before.
+pub fn default_dir() -> PathBuf {
+    if Path::new(FETCHED_DIR).is_dir() {
+        PathBuf::from(FETCHED_DIR)
+    } else {
+        PathBuf::from(BUNDLED_DIR)
+    }
+}
+
 /// Which half of the standard file set to open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {

@@ -139,13 +139,28 @@ impl fmt::Display for Error {
                 let dir = path.parent().unwrap_or_else(|| Path::new("."));
                 write!(
                     f,
-                    "missing data file {} (also tried {}.gz); \
-                     hint: download MNIST with `scripts/fetch-mnist.sh {}`, or point --data at a \
-                     directory holding the four IDX files",
+                    "missing data file {} (also tried {}.gz); ",
                     path.display(),
-                    path.display(),
-                    dir.display()
-                )
+                    path.display()
+                )?;
+                if dir == Path::new(crate::data::BUNDLED_DIR) {
+                    // The default when data/mnist does not exist: the run is not in a clone.
+                    write!(
+                        f,
+                        "hint: without --data, {} or else {} is read, relative to the current \
+                         directory: run from a clone of the repository, or point --data at a \
+                         directory holding the four IDX files",
+                        crate::data::FETCHED_DIR,
+                        crate::data::BUNDLED_DIR
+                    )
+                } else {
+                    write!(
+                        f,
+                        "hint: download MNIST with `scripts/fetch-mnist.sh {}`, or point --data \
+                         at a directory holding the four IDX files",
+                        dir.display()
+                    )
+                }
             }
             Error::Io { path, source } => write!(f, "cannot read {}: {}", path.display(), source),
             Error::Idx { path, problem } => write!(f, "{}: {}", path.display(), problem),

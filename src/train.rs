@@ -5,8 +5,8 @@
 //! loss and accuracy are reported, the order of the tutorial's two `sess.run` calls. After the
 //! last iteration the whole test set is classified.
 //!
-//! What a run should reach (measured, see README): `mnist-mlp train --data
-//! ../shared/data/mnist-10k` (seed arch, 1000 iterations) about 0.90 test accuracy, the
+//! What a run should reach (measured, see README): `mnist-mlp train` on the bundled
+//! `data/mnist-10k` (seed arch, 1000 iterations) about 0.90 test accuracy, the
 //! tutorial's TensorFlow graph 0.907–0.909 on the same data; `--arch relu --epochs 3` at
 //! least 0.93.
 //!

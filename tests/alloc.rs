@@ -50,7 +50,7 @@ fn main() {
     gemm::set_threads(2);
     // 1000 images: an epoch is 7.8 batches of 128, so the measured steps cross an epoch
     // boundary (and its reshuffle).
-    let dir = common::subset(&common::shared_data("mnist-10k"), 1000, 100);
+    let dir = common::subset(&common::mnist_10k(), 1000, 100);
     let train = Dataset::open(dir.path(), Split::Train).unwrap();
     for arch in [mnist_mlp::model::Arch::Seed, mnist_mlp::model::Arch::Relu] {
         let cfg = TrainConfig {

@@ -102,3 +102,59 @@ fn batch_larger_than_the_data_is_a_clear_runtime_error() {
         stderr(&out)
     );
 }
+
+/// Without --data: `data/mnist` when that directory exists, else `data/mnist-10k`, relative to
+/// the current directory; with neither, the error says where it looked and what to do.
+#[test]
+fn default_data_is_data_mnist_else_the_bundled_subset() {
+    let cwd = tempfile::tempdir().unwrap();
+    let run_in = |args: &[&str]| {
+        bin()
+            .args(args)
+            .current_dir(cwd.path())
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("spawn mnist-mlp")
+    };
+    let train = ["train", "--iterations", "1", "--batch", "10", "-v"];
+
+    let out = run_in(&train);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("data/mnist-10k/train-images-idx3-ubyte")
+            && err.contains("without --data, data/mnist or else data/mnist-10k is read"),
+        "{err}"
+    );
+
+    // The bundled subset's place: read when data/mnist does not exist.
+    let bundled = cwd.path().join("data/mnist-10k");
+    std::fs::create_dir_all(&bundled).unwrap();
+    copy_dataset(good_dataset(20).path(), &bundled);
+    let out = run_in(&train);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("on 20 images"), "{}", stderr(&out));
+
+    // data/mnist, once it exists, wins even when it is the broken one.
+    let fetched = cwd.path().join("data/mnist");
+    std::fs::create_dir_all(&fetched).unwrap();
+    let out = run_in(&train);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("missing data file data/mnist/train-images-idx3-ubyte"),
+        "{}",
+        stderr(&out)
+    );
+    copy_dataset(good_dataset(30).path(), &fetched);
+    let out = run_in(&train);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("on 30 images"), "{}", stderr(&out));
+}
+
+fn copy_dataset(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}

@@ -1,6 +1,6 @@
 //! End to end on real data: the tutorial's run, the ReLU network, and repeatability across
-//! thread counts. Run in release mode (`cargo test --release`); the data sets come from
-//! `../shared/data` (see tests/common).
+//! thread counts. Run in release mode (`cargo test --release`); the data is the bundled
+//! 10k-digit subset (`data/mnist-10k`; Fashion-MNIST is in tests/shared_data.rs).
 //!
 //! Under emulation (`MNIST_MLP_TEST_SCALE=reduced`) the long runs shrink to a few dozen
 //! iterations on a subset; they still train, and check that the loss falls. The reduced run
@@ -11,73 +11,6 @@ mod common;
 use std::path::Path;
 
 use common::*;
-
-/// One parsed progress line.
-struct Line {
-    iteration: usize,
-    loss: f32,
-    accuracy: f32,
-}
-
-/// Parses the tutorial's output strictly: progress lines, one empty line, the test accuracy.
-fn parse_output(out: &str) -> (Vec<Line>, f32) {
-    let lines: Vec<&str> = out.lines().collect();
-    assert!(lines.len() >= 3, "too little output:\n{out}");
-    let (progress, tail) = lines.split_at(lines.len() - 2);
-    assert_eq!(
-        tail[0], "",
-        "an empty line before the test accuracy:\n{out}"
-    );
-    let acc = tail[1]
-        .strip_prefix("Accuracy on test set: ")
-        .unwrap_or_else(|| panic!("bad final line {:?}", tail[1]));
-    let parsed = progress
-        .iter()
-        .map(|l| {
-            let parts: Vec<&str> = l.split(" \t| ").collect();
-            assert_eq!(parts.len(), 3, "bad line {l:?}");
-            let it = parts[0]
-                .strip_prefix("Iteration ")
-                .unwrap_or_else(|| panic!("bad line {l:?}"));
-            let loss = parts[1]
-                .strip_prefix("Loss = ")
-                .unwrap_or_else(|| panic!("bad line {l:?}"));
-            let accuracy = parts[2]
-                .strip_prefix("Accuracy = ")
-                .unwrap_or_else(|| panic!("bad line {l:?}"));
-            // At most 6 significant digits, as the tutorial printed.
-            let digits = loss
-                .chars()
-                .take_while(|&c| c != 'e')
-                .filter(char::is_ascii_digit)
-                .collect::<String>();
-            assert!(
-                digits.trim_start_matches('0').len() <= 6,
-                "more than 6 significant digits: {loss}"
-            );
-            Line {
-                iteration: it.parse().unwrap(),
-                loss: loss.parse().unwrap(),
-                accuracy: accuracy.parse().unwrap(),
-            }
-        })
-        .collect();
-    (
-        parsed,
-        acc.parse()
-            .unwrap_or_else(|_| panic!("bad accuracy {acc:?}")),
-    )
-}
-
-fn train_ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "mnist-mlp {args:?} failed: {}",
-        stderr(&out)
-    );
-    stdout(&out)
-}
 
 /// Numbers of a run on another CPU may differ by rounding (libm's `exp`/`ln` in the softmax,
 /// the GEMM kernel's FMA order): the loss within 1e-4 relative (20 Adam steps amplify a
@@ -108,7 +41,7 @@ fn assert_close(got: &str, want: &str, batch: f32, test_total: f32) {
 
 #[test]
 fn reduced_run_matches_the_reference() {
-    let full = shared_data("mnist-10k");
+    let full = mnist_10k();
     let small = subset(&full, 2000, 1000);
     let data = small.path().to_str().unwrap();
     let args = [
@@ -151,7 +84,7 @@ fn seed_reproduces_the_tutorial_and_ignores_thread_count() {
         );
         return;
     }
-    let data = shared_data("mnist-10k");
+    let data = mnist_10k();
     let data = data.to_str().unwrap();
     let two = train_ok(&["train", "--data", data, "--threads", "2"]);
     let (lines, acc) = parse_output(&two);
@@ -180,37 +113,12 @@ fn seed_reproduces_the_tutorial_and_ignores_thread_count() {
     );
 }
 
-/// The reduced variant of a long run: `args` on a 2000/1000 subset for 30 iterations; the
-/// loss must fall.
-fn reduced_training_learns(name: &str, args: &[&str]) {
-    let small = subset(&shared_data(name), 2000, 1000);
-    let base = [
-        "train",
-        "--data",
-        small.path().to_str().unwrap(),
-        "--iterations",
-        "30",
-        "--log-every",
-        "29",
-    ];
-    let out = train_ok(&[&base[..], args].concat());
-    let (lines, acc) = parse_output(&out);
-    assert!(
-        lines[1].loss < lines[0].loss * 0.8,
-        "loss should fall:\n{out}"
-    );
-    assert!(
-        acc > 0.3,
-        "far better than chance after 30 iterations:\n{out}"
-    );
-}
-
 #[test]
 fn relu_three_epochs_reaches_093() {
     if reduced() {
-        return reduced_training_learns("mnist-10k", &["--arch", "relu"]);
+        return reduced_training_learns(&mnist_10k(), &["--arch", "relu"]);
     }
-    let data = shared_data("mnist-10k");
+    let data = mnist_10k();
     let out = train_ok(&[
         "train",
         "--data",
@@ -224,27 +132,4 @@ fn relu_three_epochs_reaches_093() {
     // 3 epochs of 10,000 at batch 128 = 235 iterations: lines at 0, 100, 200.
     assert_eq!(lines.len(), 3, "{out}");
     assert!(acc >= 0.93, "relu test accuracy {acc} < 0.93:\n{out}");
-}
-
-#[test]
-fn fashion_mnist_full_training_set() {
-    if reduced() {
-        return reduced_training_learns("fashion-mnist", &["--arch", "relu"]);
-    }
-    let data = shared_data("fashion-mnist");
-    let out = train_ok(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--arch",
-        "relu",
-        "--epochs",
-        "1",
-        "--log-every",
-        "200",
-    ]);
-    let (lines, acc) = parse_output(&out);
-    // 60,000 images at batch 128: 469 iterations, lines at 0, 200, 400.
-    assert_eq!(lines.len(), 3, "{out}");
-    assert!(acc >= 0.83, "Fashion-MNIST after one epoch: {acc}:\n{out}");
 }

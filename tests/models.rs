@@ -37,7 +37,7 @@ fn params(path: &Path) -> Vec<f32> {
 /// A small real data set (raw files, so they are mapped) and a scratch directory.
 fn setup() -> (tempfile::TempDir, tempfile::TempDir) {
     (
-        subset(&shared_data("mnist-10k"), 2000, 500),
+        subset(&mnist_10k(), 2000, 500),
         tempfile::tempdir().unwrap(),
     )
 }

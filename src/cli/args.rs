@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use mnist_mlp::data::default_dir;
 use mnist_mlp::limits::{Limits, DEFAULT_MAX_FILE_MIB, DEFAULT_MAX_IMAGES, DEFAULT_MAX_IMAGE_SIDE};
 use mnist_mlp::model::Arch;
 
@@ -60,7 +61,7 @@ const PREDICT_EXAMPLES: &str = "\
 Examples:
   mnist-mlp predict --model m.safetensors digit.png scan.pgm
   mnist-mlp predict --model m.safetensors --invert photo-of-paper.png
-  mnist-mlp predict --model m.safetensors --data data/mnist --index 0,5,17 --json
+  mnist-mlp predict --model m.safetensors --index 0,5,17 --json
 
 Output: one line per image, `NAME<TAB>DIGIT<TAB>PROBABILITY`; with --json one object per line
 with the logits and all ten probabilities.";
@@ -88,7 +89,10 @@ impl From<ArchArg> for Arch {
 pub struct TrainArgs {
     /// Directory with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
     /// and t10k-labels-idx1-ubyte, each raw (memory-mapped) or .gz (decompressed in memory).
-    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
+    /// Default: data/mnist if that directory exists (scripts/fetch-mnist.sh puts the full set
+    /// there), else data/mnist-10k (the 10k-digit subset bundled with the repository); both
+    /// relative to the current directory.
+    #[arg(long, value_name = "DIR", default_value_os_t = default_dir())]
     pub data: PathBuf,
     /// Network architecture [default: seed].
     #[arg(long, value_enum)]
@@ -207,7 +211,9 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// Directory holding t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz).
-    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
+    /// Default: data/mnist if that directory exists, else data/mnist-10k (bundled with the
+    /// repository); both relative to the current directory.
+    #[arg(long, value_name = "DIR", default_value_os_t = default_dir())]
     pub data: PathBuf,
     /// Threads for the matrix products [default: number of cores].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
@@ -230,10 +236,11 @@ pub struct PredictArgs {
     )]
     pub images: Vec<PathBuf>,
     /// Classify these test-set images of --data instead (comma-separated indices).
-    #[arg(long, value_name = "I,I,..", value_delimiter = ',', requires = "data")]
+    #[arg(long, value_name = "I,I,..", value_delimiter = ',')]
     pub index: Vec<usize>,
-    /// Directory of the test set used by --index.
-    #[arg(long, value_name = "DIR")]
+    /// Directory of the test set used by --index [default: data/mnist if that directory
+    /// exists, else data/mnist-10k; both relative to the current directory].
+    #[arg(long, value_name = "DIR", requires = "index")]
     pub data: Option<PathBuf>,
     /// The images are dark digits on a light background: invert them first.
     #[arg(long)]

@@ -1,7 +1,7 @@
 //! `mnist-mlp predict`: the digit in each image (or test-set example), with its probability.
 
 use anyhow::{bail, Context, Result};
-use mnist_mlp::data::{Dataset, Split};
+use mnist_mlp::data::{default_dir, Dataset, Split};
 use mnist_mlp::image::read_digit;
 use mnist_mlp::loss::{argmax, softmax};
 use mnist_mlp::model_file;
@@ -47,8 +47,10 @@ pub fn run(a: PredictArgs) -> Result<u8> {
             out.line(format!("{name}\t{digit}\t{:.4}", probs[digit]));
         }
     };
-    if let Some(dir) = &a.data {
-        let test = Dataset::open_with(dir, Split::Test, &limits).context("loading the test set")?;
+    if !a.index.is_empty() {
+        let dir = a.data.clone().unwrap_or_else(default_dir);
+        let test =
+            Dataset::open_with(&dir, Split::Test, &limits).context("loading the test set")?;
         test.expect_pixels(28 * 28)?;
         if let Some(&bad) = a.index.iter().find(|&&i| i >= test.len()) {
             bail!(

@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: the binary, the shared data sets, IDX fixtures.
+//! Helpers shared by the integration tests: the binary, the data sets, IDX fixtures.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::Write;
@@ -40,7 +40,20 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A data set from `../shared/data` (or `$MNIST_MLP_SHARED_DATA`). Fails loudly if absent:
+/// The 10,000-digit MNIST subset bundled with the repository (`data/mnist-10k`): the test
+/// suite's own data, present in every clone.
+pub fn mnist_10k() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-10k");
+    assert!(
+        dir.join("train-images-idx3-ubyte.gz").exists(),
+        "the bundled data set {} is missing: it is part of the repository (git checkout it)",
+        dir.display()
+    );
+    dir
+}
+
+/// A larger data set that is not bundled (`fashion-mnist`), from `$MNIST_MLP_SHARED_DATA` or
+/// `../shared/data`, for the separate `shared_data` suite and the soak. Fails loudly if absent:
 /// these tests are never skipped silently.
 pub fn shared_data(name: &str) -> PathBuf {
     let root = std::env::var_os("MNIST_MLP_SHARED_DATA")
@@ -50,7 +63,8 @@ pub fn shared_data(name: &str) -> PathBuf {
     assert!(
         dir.join("train-images-idx3-ubyte.gz").exists()
             || dir.join("train-images-idx3-ubyte").exists(),
-        "test data {} is missing: these tests need ../shared/data (or MNIST_MLP_SHARED_DATA)",
+        "test data {} is missing: this test needs {name}/ in $MNIST_MLP_SHARED_DATA (or in \
+         ../shared/data beside the repository) holding the four IDX files",
         dir.display()
     );
     dir
@@ -151,4 +165,96 @@ pub fn subset(src: &Path, n_train: usize, n_test: usize) -> tempfile::TempDir {
         write(dir.path(), stem, &bytes);
     }
     dir
+}
+
+/// One parsed progress line.
+pub struct Line {
+    pub iteration: usize,
+    pub loss: f32,
+    pub accuracy: f32,
+}
+
+/// Parses the tutorial's output strictly: progress lines, one empty line, the test accuracy.
+pub fn parse_output(out: &str) -> (Vec<Line>, f32) {
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 3, "too little output:\n{out}");
+    let (progress, tail) = lines.split_at(lines.len() - 2);
+    assert_eq!(
+        tail[0], "",
+        "an empty line before the test accuracy:\n{out}"
+    );
+    let acc = tail[1]
+        .strip_prefix("Accuracy on test set: ")
+        .unwrap_or_else(|| panic!("bad final line {:?}", tail[1]));
+    let parsed = progress
+        .iter()
+        .map(|l| {
+            let parts: Vec<&str> = l.split(" \t| ").collect();
+            assert_eq!(parts.len(), 3, "bad line {l:?}");
+            let it = parts[0]
+                .strip_prefix("Iteration ")
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            let loss = parts[1]
+                .strip_prefix("Loss = ")
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            let accuracy = parts[2]
+                .strip_prefix("Accuracy = ")
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            // At most 6 significant digits, as the tutorial printed.
+            let digits = loss
+                .chars()
+                .take_while(|&c| c != 'e')
+                .filter(char::is_ascii_digit)
+                .collect::<String>();
+            assert!(
+                digits.trim_start_matches('0').len() <= 6,
+                "more than 6 significant digits: {loss}"
+            );
+            Line {
+                iteration: it.parse().unwrap(),
+                loss: loss.parse().unwrap(),
+                accuracy: accuracy.parse().unwrap(),
+            }
+        })
+        .collect();
+    (
+        parsed,
+        acc.parse()
+            .unwrap_or_else(|_| panic!("bad accuracy {acc:?}")),
+    )
+}
+
+pub fn train_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "mnist-mlp {args:?} failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// The reduced variant of a long run: `args` on a 2000/1000 subset for 30 iterations; the
+/// loss must fall.
+pub fn reduced_training_learns(data: &Path, args: &[&str]) {
+    let small = subset(data, 2000, 1000);
+    let base = [
+        "train",
+        "--data",
+        small.path().to_str().unwrap(),
+        "--iterations",
+        "30",
+        "--log-every",
+        "29",
+    ];
+    let out = train_ok(&[&base[..], args].concat());
+    let (lines, acc) = parse_output(&out);
+    assert!(
+        lines[1].loss < lines[0].loss * 0.8,
+        "loss should fall:\n{out}"
+    );
+    assert!(
+        acc > 0.3,
+        "far better than chance after 30 iterations:\n{out}"
+    );
 }

@@ -12,7 +12,7 @@
 
 Environment:
   MNIST_MLP_BIN          the binary [<repo>/target/release/mnist-mlp]
-  MNIST_MLP_SHARED_DATA  directory holding mnist-10k/ [<repo>/../shared/data]
+  MNIST_MLP_TEST_DATA    the MNIST data set [<repo>/data/mnist-10k, bundled]
 
 Run with `scripts/python-tests.sh`, or `python -m pytest tests/python` in a venv holding
 tests/python/requirements.txt. Missing data or binary fails loudly: nothing is skipped.
@@ -51,8 +51,7 @@ from safetensors.numpy import load_file, save_file
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("MNIST_MLP_BIN") or REPO / "target" / "release" / "mnist-mlp")
-SHARED = Path(os.environ.get("MNIST_MLP_SHARED_DATA") or REPO.parent / "shared" / "data")
-DATA = SHARED / "mnist-10k"
+DATA = Path(os.environ.get("MNIST_MLP_TEST_DATA") or REPO / "data" / "mnist-10k")
 
 INPUT = 784
 CLASSES = 10
@@ -220,7 +219,7 @@ def prerequisites():
         f"no mnist-mlp binary at {BIN}: run `cargo build --release` or set MNIST_MLP_BIN"
     )
     assert (DATA / "t10k-images-idx3-ubyte.gz").exists() or (DATA / "t10k-images-idx3-ubyte").exists(), (
-        f"test data {DATA} is missing: these tests need ../shared/data (or MNIST_MLP_SHARED_DATA)"
+        f"test data {DATA} is missing: the bundled data/mnist-10k (or MNIST_MLP_TEST_DATA)"
     )
 
 
