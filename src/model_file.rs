@@ -11,12 +11,13 @@
 //! non-finite values, and every write is atomic (see [`crate::fsio`]).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::io;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView, View};
-use safetensors::{SafeTensorError, SafeTensors};
+use safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
 use crate::fsio::{read_bounded, sniff, write_atomic_with, ReadError};
@@ -83,7 +84,7 @@ impl Data<'_> {
     }
 }
 
-/// A tensor on its way to the file: safetensors asks each for its bytes in turn, as it writes.
+/// A tensor on its way to the file, borrowed from where it lives.
 struct Out<'a> {
     data: Data<'a>,
     shape: Vec<usize>,
@@ -156,7 +157,7 @@ fn contents<'a>(
     kind: &str,
     facts: &[(&str, String)],
     extras: &[(&str, Data<'a>)],
-) -> Result<(Tensors<'a>, HashMap<String, String>)> {
+) -> Result<(Tensors<'a>, BTreeMap<String, String>)> {
     if let Some(i) = model.params().iter().position(|v| !v.is_finite()) {
         return Err(Error::config(format!(
             "refusing to save a model that is not finite: parameter {i} is {}",
@@ -165,7 +166,7 @@ fn contents<'a>(
     }
     let layout = model.layout();
     let sizes = layout.sizes();
-    let mut meta: HashMap<String, String> = facts
+    let mut meta: BTreeMap<String, String> = facts
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
@@ -191,6 +192,45 @@ fn contents<'a>(
     Ok((tensors, meta))
 }
 
+/// The safetensors header of `tensors` and `meta`, length prefix included: a JSON object
+/// whose keys (`__metadata__` and the tensor names) and metadata keys are in sorted order
+/// (serde_json's map is ordered), padded with spaces to a multiple of 8 bytes as the
+/// safetensors crate pads it. The same model and facts give the same bytes, run after run.
+fn header(tensors: &Tensors, meta: &BTreeMap<String, String>) -> Vec<u8> {
+    use serde_json::{json, Map, Value};
+    let mut map = Map::new();
+    map.insert("__metadata__".into(), json!(meta));
+    let mut offset = 0;
+    for (name, t) in tensors {
+        let end = offset + t.data_len();
+        let dtype = match t.data {
+            Data::F32(_) => "F32",
+            Data::U32(_) => "U32",
+        };
+        let entry = json!({"dtype": dtype, "shape": t.shape, "data_offsets": [offset, end]});
+        map.insert(name.clone(), entry);
+        offset = end;
+    }
+    let mut json = Value::Object(map).to_string().into_bytes();
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&json);
+    bytes
+}
+
+/// Writes the file: the header, then each tensor's bytes in the header's offset order.
+fn write_file(
+    out: &mut impl Write,
+    tensors: &Tensors,
+    meta: &BTreeMap<String, String>,
+) -> io::Result<()> {
+    out.write_all(&header(tensors, meta))?;
+    for (_, t) in tensors {
+        out.write_all(&t.data())?;
+    }
+    Ok(())
+}
+
 /// Serializes `model` with `metadata` (the architecture keys are added here) and `extras`, in
 /// memory. [`save`] writes the same bytes to a file without building them.
 pub fn encode(
@@ -200,14 +240,14 @@ pub fn encode(
     extras: &[(&str, Data)],
 ) -> Result<Vec<u8>> {
     let (tensors, meta) = contents(model, kind, facts, extras)?;
-    let views = tensors.iter().map(|(n, t)| (n.as_str(), t));
-    safetensors::tensor::serialize(views, &Some(meta))
-        .map_err(|e| Error::config(format!("internal error serializing the model: {e}")))
+    let mut bytes = Vec::new();
+    write_file(&mut bytes, &tensors, &meta).expect("writing to a Vec cannot fail");
+    Ok(bytes)
 }
 
 /// Writes `model`, `facts` and `extras` to `path` as a file of `kind`, atomically. Each tensor
 /// is written from where it lives, one after the other: the only memory used is a write
-/// buffer.
+/// buffer. The bytes depend only on the contents (see [`header`]).
 pub fn save(
     path: &Path,
     model: &Mlp,
@@ -217,11 +257,9 @@ pub fn save(
 ) -> Result<()> {
     let (tensors, meta) = contents(model, kind, facts, extras)?;
     write_atomic_with(path, |tmp| {
-        let views = tensors.iter().map(|(n, t)| (n.as_str(), t));
-        safetensors::tensor::serialize_to_file(views, &Some(meta), tmp).map_err(|e| match e {
-            SafeTensorError::IoError(e) => e,
-            other => io::Error::other(format!("internal error serializing the model: {other}")),
-        })
+        let mut out = BufWriter::new(File::create(tmp)?);
+        write_file(&mut out, &tensors, &meta)?;
+        out.flush()
     })
 }
 
@@ -542,6 +580,42 @@ mod tests {
         }
     }
 
+    /// The bytes depend on the contents alone: a dozen metadata keys in hash-map order gave a
+    /// different header at every save.
+    #[test]
+    fn the_same_contents_give_the_same_bytes_with_keys_in_order() {
+        let m = small();
+        let facts: Vec<(String, String)> = (0..12)
+            .map(|i| (format!("fact{i:02}"), i.to_string()))
+            .collect();
+        let facts: Vec<(&str, String)> =
+            facts.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let order = [3u32, 1, 2];
+        let extras = [("data.order", Data::U32(&order))];
+        let first = encode(&m, "checkpoint", &facts, &extras).unwrap();
+        for _ in 0..8 {
+            assert_eq!(encode(&m, "checkpoint", &facts, &extras).unwrap(), first);
+        }
+        let reversed: Vec<_> = facts.iter().rev().cloned().collect();
+        assert_eq!(encode(&m, "checkpoint", &reversed, &extras).unwrap(), first);
+        // Keys in sorted order, the header padded to 8 bytes, readable by safetensors.
+        let len = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        assert_eq!(len % 8, 0);
+        let json = std::str::from_utf8(&first[8..8 + len]).unwrap();
+        let at = |k: &str| {
+            json.find(&format!("\"{k}\""))
+                .unwrap_or_else(|| panic!("{k}: {json}"))
+        };
+        assert!(at("__metadata__") < at("data.order") && at("data.order") < at("fc1.bias"));
+        assert!(at("fc1.bias") < at("fc1.weight") && at("fc1.weight") < at("fc2.bias"));
+        assert!(
+            at("arch") < at("classes")
+                && at("fact00") < at("fact11")
+                && at("fact11") < at("format")
+        );
+        assert!(SafeTensors::deserialize(&first).is_ok());
+    }
+
     #[test]
     fn save_streams_what_encode_builds_extras_included() {
         let dir = tempfile::tempdir().unwrap();
@@ -553,7 +627,7 @@ mod tests {
         save(&p, &m, "checkpoint", &facts, &extras).unwrap();
         let streamed = std::fs::read(&p).unwrap();
         let built = encode(&m, "checkpoint", &facts, &extras).unwrap();
-        // The same tensors, bytes and metadata (whose order in the header is a HashMap's).
+        // The same tensors, bytes and metadata.
         assert_eq!(streamed.len(), built.len());
         let (a, b) = (
             SafeTensors::deserialize(&streamed).unwrap(),
@@ -578,6 +652,7 @@ mod tests {
                 .clone()
         };
         assert_eq!(meta(&streamed), meta(&built));
+        assert_eq!(streamed, built, "save and encode write the same bytes");
         let back = load(&p, &["a", "b"]).unwrap();
         assert_eq!(back.f32s(&p, "a", 4).unwrap(), f);
         assert_eq!(back.u32s(&p, "b", 3).unwrap(), u);

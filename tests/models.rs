@@ -666,3 +666,38 @@ fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
         "temporary files left: {names:?}"
     );
 }
+
+/// Identical runs write identical files, byte for byte: a copy-only-what-changed deploy and
+/// a checksum both see the same model.
+#[test]
+fn identical_runs_save_identical_bytes() {
+    let (data, tmp) = setup();
+    let d = data.path().to_str().unwrap();
+    let files: Vec<(Vec<u8>, Vec<u8>)> = (0..3)
+        .map(|i| {
+            let model = tmp.path().join(format!("m{i}.safetensors"));
+            let ck = tmp.path().join(format!("c{i}.ck"));
+            ok(&[
+                "train",
+                "--data",
+                d,
+                "--iterations",
+                "3",
+                "--batch",
+                "32",
+                "--save",
+                model.to_str().unwrap(),
+                "--checkpoint",
+                ck.to_str().unwrap(),
+            ]);
+            (
+                std::fs::read(&model).unwrap(),
+                std::fs::read(&ck).unwrap(),
+            )
+        })
+        .collect();
+    for (i, f) in files.iter().enumerate().skip(1) {
+        assert!(f.0 == files[0].0, "model {i} differs from model 0");
+        assert!(f.1 == files[0].1, "checkpoint {i} differs from checkpoint 0");
+    }
+}
