@@ -13,7 +13,9 @@
 //! After the first iteration the loop allocates nothing: batches, activations, gradients and
 //! moments all live in buffers made by [`Trainer::new`].
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,33 @@ pub enum Length {
     Iterations(usize),
     /// Enough iterations to see the training set this many times (rounded up).
     Epochs(usize),
+}
+
+impl fmt::Display for Length {
+    /// `iterations:N` or `epochs:N`, as a checkpoint records it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Length::Iterations(n) => write!(f, "iterations:{n}"),
+            Length::Epochs(n) => write!(f, "epochs:{n}"),
+        }
+    }
+}
+
+impl FromStr for Length {
+    type Err = String;
+
+    /// Reads what [`Length`]'s `Display` writes; the count must be at least 1.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("'{s}' is not a run length (iterations:N or epochs:N)");
+        let (kind, n) = s.split_once(':').ok_or_else(bad)?;
+        let n: usize = n.parse().map_err(|_| bad())?;
+        match (kind, n) {
+            (_, 0) => Err(bad()),
+            ("iterations", n) => Ok(Length::Iterations(n)),
+            ("epochs", n) => Ok(Length::Epochs(n)),
+            _ => Err(bad()),
+        }
+    }
 }
 
 /// How the learning rate changes over a run.
@@ -205,8 +234,13 @@ impl Trainer {
     }
 
     /// Continues the run saved in the checkpoint at `path`, on the same training set. The
-    /// run's settings come from the checkpoint; only its length is taken from `length`.
-    pub fn resume(path: &Path, length: Length, log_every: usize, train: &Dataset) -> Result<Self> {
+    /// run's settings come from the checkpoint, its length too unless `length` overrides it.
+    pub fn resume(
+        path: &Path,
+        length: Option<Length>,
+        log_every: usize,
+        train: &Dataset,
+    ) -> Result<Self> {
         let f = model_file::load(path, &ckpt::EXTRAS)?;
         Self::resume_loaded(f, path, length, log_every, train)
     }
@@ -216,11 +250,24 @@ impl Trainer {
     pub fn resume_loaded(
         f: Loaded,
         path: &Path,
-        length: Length,
+        length: Option<Length>,
         log_every: usize,
         train: &Dataset,
     ) -> Result<Self> {
         expect_checkpoint(&f, path)?;
+        let length = match length {
+            Some(l) => l,
+            None => f
+                .meta(path, "length")
+                .map_err(|_| {
+                    Error::model(
+                        path,
+                        "records no run length (an older checkpoint): give the length to train to",
+                    )
+                })?
+                .parse()
+                .map_err(|e: String| Error::model(path, e))?,
+        };
         let num = |key: &str| -> Result<u64> {
             let v = f.meta(path, key)?;
             v.parse().map_err(|_| {
@@ -297,6 +344,7 @@ impl Trainer {
             ("seed", self.cfg.seed.to_string()),
             ("shuffle", self.cfg.shuffle.to_string()),
             ("lr_schedule", self.cfg.schedule.name().to_string()),
+            ("length", self.cfg.length.to_string()),
             ("train_count", data.order.len().to_string()),
             ("data_pos", data.pos.to_string()),
             ("data_epoch", data.epoch.to_string()),
@@ -522,8 +570,9 @@ pub fn run(
             train_time.as_secs_f64() * 1e3 / ran as f64
         );
     } else {
-        log::info!(
-            "the checkpoint is already at iteration {first} of {iterations}: nothing to train"
+        log::warn!(
+            "the checkpoint is already at iteration {first} of {iterations}, the end of its run: \
+             nothing to train"
         );
     }
     if let Some(path) = plan.checkpoint {

@@ -80,7 +80,7 @@ fn parse(target: &str, path: &Path) -> Result<(), String> {
             .map_err(err)?;
             if loaded.meta(path, "kind").map_err(err)? == "checkpoint" {
                 let train = tiny_train_set();
-                let mut t = Trainer::resume(path, Length::Iterations(3), 1, &train)
+                let mut t = Trainer::resume(path, Some(Length::Iterations(3)), 1, &train)
                     .map_err(|e| format!("{}: cannot resume: {e}", path.display()))?;
                 t.step(&train).map_err(err)?;
             }

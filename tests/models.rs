@@ -690,14 +690,101 @@ fn identical_runs_save_identical_bytes() {
                 "--checkpoint",
                 ck.to_str().unwrap(),
             ]);
-            (
-                std::fs::read(&model).unwrap(),
-                std::fs::read(&ck).unwrap(),
-            )
+            (std::fs::read(&model).unwrap(), std::fs::read(&ck).unwrap())
         })
         .collect();
     for (i, f) in files.iter().enumerate().skip(1) {
         assert!(f.0 == files[0].0, "model {i} differs from model 0");
-        assert!(f.1 == files[0].1, "checkpoint {i} differs from checkpoint 0");
+        assert!(
+            f.1 == files[0].1,
+            "checkpoint {i} differs from checkpoint 0"
+        );
     }
+}
+
+/// The resume trap: an interrupted `--iterations N --checkpoint F` run prints a command that,
+/// pasted as it is, continues to N (not to the default 1000) and keeps checkpointing to F.
+#[test]
+fn interrupted_run_resumes_with_the_printed_command_to_its_own_length() {
+    let (data, tmp) = setup();
+    let ck = tmp.path().join("int.ck");
+    let model = tmp.path().join("m.safetensors");
+    let total = 5000;
+    // A small network, a line per iteration: the child blocks on the full stdout pipe a few
+    // hundred iterations in, so the interrupt lands long before the end.
+    let mut child = bin()
+        .args(["train", "--data", data.path().to_str().unwrap()])
+        .args(["--iterations", &total.to_string(), "--log-every", "1"])
+        .args(["--batch", "16", "--hidden", "16", "--arch", "relu"])
+        .args([
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--checkpoint-every",
+            "100000",
+        ])
+        .args(["--save", model.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    for _ in 0..3 {
+        line.clear();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    }
+    // SAFETY: kill(2) on our own child's pid, which stays valid until we wait for it.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let stopped: usize = model_file::load(&ck, &["adam.m", "adam.v", "data.order"])
+        .unwrap()
+        .metadata["iteration"]
+        .parse()
+        .unwrap();
+    assert!(stopped < total, "stopped at {stopped}");
+    assert!(!model.exists(), "no model before the run ends");
+
+    // The printed command, word for word (the paths need no quoting here).
+    let hint = err
+        .lines()
+        .find_map(|l| l.strip_prefix("mnist-mlp: resume with: "))
+        .unwrap_or_else(|| panic!("no complete resume command in: {err}"));
+    let words: Vec<&str> = hint.split(' ').collect();
+    assert_eq!(&words[..2], ["mnist-mlp", "train"], "{hint}");
+    let resumed = ok(&words[1..]);
+    let last = resumed
+        .lines()
+        .rfind(|l| l.starts_with("Iteration"))
+        .unwrap();
+    assert!(
+        last.starts_with(&format!("Iteration {} ", total - 1)),
+        "the resumed run stops at its own length, {total}: {last}"
+    );
+    let f = model_file::load(&ck, &["adam.m", "adam.v", "data.order"]).unwrap();
+    assert_eq!(
+        f.metadata["iteration"],
+        total.to_string(),
+        "checkpointed to the same file"
+    );
+    assert!(model.exists(), "--save repeated by the command");
+
+    // Resuming a finished run trains nothing and says so as a warning, even under -q.
+    let again = run(&[&words[1..], &["-q"]].concat());
+    assert!(again.status.success());
+    assert!(
+        stderr(&again).contains("warn") && stderr(&again).contains("nothing to train"),
+        "{}",
+        stderr(&again)
+    );
+    // An explicit length still overrides the checkpoint's.
+    let longer = ok(&[&words[1..], &["--iterations", &(total + 3).to_string()]].concat());
+    assert!(
+        longer.contains(&format!("Iteration {} ", total + 2)),
+        "{longer}"
+    );
 }

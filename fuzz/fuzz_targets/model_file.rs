@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
     if loaded.metadata.get("kind").map(String::as_str) == Some("checkpoint") {
         let path = scratch_file("fuzz-checkpoint.safetensors", data);
         let train = tiny_train_set();
-        let resumed = Trainer::resume(&path, Length::Iterations(3), 1, &train)
+        let resumed = Trainer::resume(&path, Some(Length::Iterations(3)), 1, &train)
             .and_then(|mut t| t.step(&train).map(|_| ()));
         if let Err(e) = resumed {
             assert!(!e.to_string().trim().is_empty(), "empty error: {e:?}");

@@ -84,6 +84,12 @@ impl From<ArchArg> for Arch {
     }
 }
 
+/// `--log-every`'s default.
+pub const DEFAULT_LOG_EVERY: usize = 100;
+
+/// `--checkpoint-every`'s default.
+pub const DEFAULT_CHECKPOINT_EVERY: usize = 500;
+
 /// `mnist-mlp train` options.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -120,7 +126,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Print a progress line every N iterations.
-    #[arg(long, value_name = "N", default_value = "100", value_parser = at_least_one)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LOG_EVERY, value_parser = at_least_one)]
     pub log_every: usize,
     /// Learning-rate schedule: constant (the tutorial) or cosine annealing to zero over the run.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
@@ -134,14 +140,17 @@ pub struct TrainArgs {
     /// Start from the weights in this model file (fine-tuning); its architecture is used.
     #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     pub init: Option<PathBuf>,
-    /// Save the whole training state here periodically, at the end and on Ctrl-C/SIGTERM.
+    /// Save the whole training state here periodically, at the end and on Ctrl-C/SIGTERM
+    /// [default with --resume: the checkpoint resumed from].
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
     /// Iterations between checkpoints.
-    #[arg(long, value_name = "N", default_value = "500", value_parser = at_least_one, requires = "checkpoint")]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY, value_parser = at_least_one, requires = "checkpoint")]
     pub checkpoint_every: usize,
-    /// Continue the run saved in this checkpoint, up to --iterations/--epochs in total. The
-    /// run's other settings (arch, sizes, batch, lr, seed, order) come from the checkpoint.
+    /// Continue the run saved in this checkpoint, to the length it was started with (or to
+    /// --iterations/--epochs in total, when given), checkpointing to the same file. The run's
+    /// other settings (arch, sizes, batch, lr and its schedule, seed, order) come from the
+    /// checkpoint.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["arch", "hidden", "batch", "lr", "seed", "no_shuffle", "lr_schedule"])]
     pub resume: Option<PathBuf>,
     /// Record iteration, loss, batch accuracy, elapsed ms and learning rate at every log step

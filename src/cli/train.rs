@@ -15,7 +15,7 @@ use mnist_mlp::train::{
     expect_checkpoint, run as run_training, Finished, Length, Plan, Progress, TrainConfig, Trainer,
 };
 
-use super::args::TrainArgs;
+use super::args::{TrainArgs, DEFAULT_CHECKPOINT_EVERY, DEFAULT_LOG_EVERY};
 use super::{note_decompressed, set_threads, signals, Out, MODEL_EXTRAS};
 
 /// Refuses outputs that would destroy the run's own inputs or each other, before any work:
@@ -79,13 +79,68 @@ fn check_no_clobber(a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn run(a: TrainArgs) -> Result<u8> {
-    set_threads(a.threads);
-    let length = match (a.iterations, a.epochs) {
-        (_, Some(e)) => Length::Epochs(e),
-        (Some(i), None) => Length::Iterations(i),
-        (None, None) => Length::Iterations(1000),
+/// The command that continues an interrupted run from `checkpoint`, complete and ready to
+/// paste: the checkpoint holds the run's settings and length; the outputs, data and other
+/// options of this invocation are repeated.
+fn resume_command(a: &TrainArgs, checkpoint: &Path) -> String {
+    let mut words = vec!["mnist-mlp".to_string(), "train".into()];
+    let mut flag = |name: &str, value: &std::ffi::OsStr| {
+        words.push(name.into());
+        words.push(shell_word(&value.to_string_lossy()));
     };
+    flag("--resume", checkpoint.as_os_str());
+    flag("--data", a.data.as_os_str());
+    for (name, path) in [("--save", &a.save), ("--metrics", &a.metrics)] {
+        if let Some(p) = path {
+            flag(name, p.as_os_str());
+        }
+    }
+    if a.checkpoint_every != DEFAULT_CHECKPOINT_EVERY {
+        words.extend(["--checkpoint-every".into(), a.checkpoint_every.to_string()]);
+        words.extend([
+            "--checkpoint".into(),
+            shell_word(&checkpoint.to_string_lossy()),
+        ]);
+    }
+    let mut number = |name: &str, v: String| words.extend([name.to_string(), v]);
+    if a.log_every != DEFAULT_LOG_EVERY {
+        number("--log-every", a.log_every.to_string());
+    }
+    if let Some(t) = a.threads {
+        number("--threads", t.to_string());
+    }
+    let (l, d) = (&a.limits, mnist_mlp::limits::Limits::default());
+    if l.limits() != d {
+        number("--max-images", l.max_images.to_string());
+        number("--max-image-side", l.max_image_side.to_string());
+        number("--max-file-mib", l.max_file_mib.to_string());
+    }
+    words.join(" ")
+}
+
+/// `s` as one shell word: as it is when it needs no quoting, else in single quotes.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+pub fn run(mut a: TrainArgs) -> Result<u8> {
+    set_threads(a.threads);
+    // Given, or else the checkpoint's own length when resuming, or the tutorial's 1000.
+    let given = match (a.iterations, a.epochs) {
+        (_, Some(e)) => Some(Length::Epochs(e)),
+        (Some(i), None) => Some(Length::Iterations(i)),
+        (None, None) => None,
+    };
+    let length = given.unwrap_or(Length::Iterations(1000));
+    // A resumed run goes on checkpointing to the file it resumed from.
+    if a.checkpoint.is_none() {
+        a.checkpoint = a.resume.clone();
+    }
     let defaults = TrainConfig::default();
     let cfg = TrainConfig {
         arch: a.arch.map_or(defaults.arch, Arch::from),
@@ -139,7 +194,8 @@ pub fn run(a: TrainArgs) -> Result<u8> {
         Dataset::open_with(&a.data, Split::Test, &limits).context("loading the test set")?;
 
     let trainer = if let Some((path, f)) = resume {
-        Trainer::resume_loaded(f, path, length, a.log_every, &train_set).context("resuming")?
+        Trainer::resume_loaded(f, path, given, a.log_every, &train_set)
+            .context("resuming (--iterations or --epochs sets the length to train to)")?
     } else if let (Some(path), Some(model)) = (&a.init, init) {
         let sizes = model.layout().sizes();
         let file_hidden = &sizes[1..sizes.len() - 1];
@@ -203,12 +259,15 @@ pub fn run(a: TrainArgs) -> Result<u8> {
             out.finish()?;
             match checkpoint {
                 Some(p) => eprintln!(
-                    "interrupted after iteration {iteration}; checkpoint written to {}\nresume with: mnist-mlp train --resume {} --data {} ...",
+                    "mnist-mlp: interrupted after iteration {iteration}; checkpoint written to {}\n\
+                     mnist-mlp: resume with: {}",
                     p.display(),
-                    p.display(),
-                    a.data.display()
+                    resume_command(&a, &p)
                 ),
-                None => eprintln!("interrupted after iteration {iteration}; no --checkpoint was given, nothing saved"),
+                None => eprintln!(
+                    "mnist-mlp: interrupted after iteration {iteration}; no --checkpoint was \
+                     given, nothing saved"
+                ),
             }
             Ok(signals::EXIT_INTERRUPTED)
         }
