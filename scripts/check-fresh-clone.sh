@@ -94,8 +94,9 @@ for cmd in "${commands[@]}"; do
   step "offline, in the clone: $cmd"
   if ! (cd "$clone" && "${offline[@]}" bash -c "set -euo pipefail; $cmd") \
     >"$work/cmd-$n.out" 2>"$work/cmd-$n.err"; then
-    tail -n 30 "$work/cmd-$n.err" >&2
-    die "'$cmd' failed in the fresh clone (stderr above)"
+    { echo "--- stdout (end)"; tail -n 40 "$work/cmd-$n.out"; echo "--- stderr (end)"
+      tail -n 30 "$work/cmd-$n.err"; } >&2
+    die "'$cmd' failed in the fresh clone (output above)"
   fi
   tail -n 3 "$work/cmd-$n.err" >&2
 done

@@ -277,8 +277,12 @@ pub fn load(path: &Path, extras: &[&str]) -> Result<Loaded> {
 /// [`load`] within `limits`: a file larger than [`Limits::max_file_bytes`] is refused before
 /// it is read.
 pub fn load_with(path: &Path, extras: &[&str], limits: &Limits) -> Result<Loaded> {
-    let max = limits.max_file_bytes.min(MAX_FILE_BYTES);
-    let bytes = read_bounded(path, max).map_err(|e| match e {
+    load_as(path, extras, limits, None)
+}
+
+/// Why a model file could not be read, worded for a model file.
+fn read_error(path: &Path, e: ReadError, limits: &Limits) -> Error {
+    match e {
         ReadError::NotFound => Error::model(path, "no such file"),
         ReadError::NotRegular { dir: true } => {
             Error::model(path, "is a directory, not a model file")
@@ -295,18 +299,11 @@ pub fn load_with(path: &Path, extras: &[&str], limits: &Limits) -> Result<Loaded
             limits.max_file_bytes,
         ),
         ReadError::Io(e) => Error::io(path, e),
-    })?;
-    decode(path, &bytes, extras)
+    }
 }
 
-/// [`load`] from bytes already in memory; `path` names them in errors.
-pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
-    check_header(path, bytes)?;
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::model(path, format!("not a safetensors model file ({e:?})")))?;
-    let (_, header) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| Error::model(path, format!("not a safetensors model file ({e:?})")))?;
-    let metadata = header.metadata().clone().unwrap_or_default();
+/// The architecture and layer sizes a file's metadata gives.
+fn described(path: &Path, metadata: &HashMap<String, String>) -> Result<(Arch, Vec<usize>)> {
     let get = |key: &str| {
         metadata
             .get(key)
@@ -357,8 +354,90 @@ pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
     let mut sizes = vec![number("input")?];
     sizes.extend(hidden);
     sizes.push(number("classes")?);
-    let layout = Layout::new(&sizes).map_err(|e| Error::model(path, e.to_string()))?;
+    Ok((arch, sizes))
+}
 
+/// The layer sizes of a file without metadata, from the shapes of `fc1.weight`, `fc2.weight`,
+/// … (each `[out, in]`); the tensors themselves are checked against them by the caller.
+fn plain(path: &Path, st: &SafeTensors, arch: Option<Arch>) -> Result<(Arch, Vec<usize>)> {
+    let mut sizes = Vec::new();
+    for l in 0..st.names().len() {
+        let (wn, _) = tensor_names(l);
+        let Ok(t) = st.tensor(&wn) else { break };
+        match *t.shape() {
+            [o, i] => {
+                if l == 0 {
+                    sizes.push(i);
+                }
+                sizes.push(o);
+            }
+            ref shape => {
+                return Err(Error::model(
+                    path,
+                    format!("tensor {wn} has shape {shape:?}, expected [out, in]"),
+                ))
+            }
+        }
+    }
+    if sizes.is_empty() {
+        return Err(Error::model(
+            path,
+            "has no mnist-mlp metadata and no fc1.weight: not a model file (a network's \
+             tensors are fc1.weight [out, in], fc1.bias [out], fc2.weight, …)",
+        ));
+    }
+    let arch = arch.ok_or_else(|| {
+        Error::model(
+            path,
+            format!(
+                "has no mnist-mlp metadata (a plain safetensors file, e.g. from PyTorch's \
+                 save_file): its tensors make a {} network, but not whether it is seed or \
+                 relu; say which with --arch",
+                join(&sizes)
+            ),
+        )
+    })?;
+    Ok((arch, sizes))
+}
+
+/// [`load`] from bytes already in memory; `path` names them in errors.
+pub fn decode(path: &Path, bytes: &[u8], extras: &[&str]) -> Result<Loaded> {
+    decode_as(path, bytes, extras, None)
+}
+
+/// [`load_with`] for a file that may lack mnist-mlp's metadata: a plain safetensors file of
+/// `fc1.weight`, `fc1.bias`, … (PyTorch's `save_file(model.state_dict(), f)`, numpy's
+/// `save_file` without metadata, either with no metadata or with only `format` = `pt`) is
+/// read as a network of the shapes it holds, with `arch`,
+/// which such a file cannot tell (seed and relu have the same shapes). A file with our
+/// metadata is read by it, and `arch` is not used.
+pub fn load_as(
+    path: &Path,
+    extras: &[&str],
+    limits: &Limits,
+    arch: Option<Arch>,
+) -> Result<Loaded> {
+    let max = limits.max_file_bytes.min(MAX_FILE_BYTES);
+    let bytes = read_bounded(path, max).map_err(|e| read_error(path, e, limits))?;
+    decode_as(path, &bytes, extras, arch)
+}
+
+/// [`decode`] with [`load_as`]'s reading of a file without metadata.
+pub fn decode_as(path: &Path, bytes: &[u8], extras: &[&str], arch: Option<Arch>) -> Result<Loaded> {
+    check_header(path, bytes)?;
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::model(path, format!("not a safetensors model file ({e:?})")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::model(path, format!("not a safetensors model file ({e:?})")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    // Plain: no metadata, or only the `format=pt` marker of Hugging Face's PyTorch writers.
+    let ours = metadata.get("format").is_some_and(|f| f != "pt");
+    let (arch, sizes) = if ours {
+        described(path, &metadata)?
+    } else {
+        plain(path, &st, arch)?
+    };
+    let layout = Layout::new(&sizes).map_err(|e| Error::model(path, e.to_string()))?;
     let mut expected: Vec<String> = Vec::new();
     // Reserve what the metadata claims only as far as the file could hold it: the tensors are
     // checked one by one below, and a tiny file claiming a huge network fails on the first.
@@ -681,6 +760,62 @@ mod tests {
         decode(Path::new("m.safetensors"), &bytes, &[])
             .unwrap_err()
             .to_string()
+    }
+
+    /// A plain safetensors file (PyTorch's `save_file(state_dict)`: no metadata) is read with
+    /// the architecture the caller gives; without one, the error says what to give.
+    #[test]
+    fn plain_files_take_their_sizes_from_the_shapes_and_the_arch_from_the_caller() {
+        let m = small();
+        let ours = encode(&m, "model", &[], &[]).unwrap();
+        let st = SafeTensors::deserialize(&ours).unwrap();
+        let plain = |names: &dyn Fn(&str) -> String| {
+            let views: Vec<(String, TensorView)> = st
+                .tensors()
+                .into_iter()
+                .map(|(n, t)| (names(&n), t))
+                .collect();
+            safetensors::tensor::serialize(views, &None).unwrap()
+        };
+        let torch = plain(&|n| n.to_string());
+        let p = Path::new("torch.safetensors");
+        let e = decode(p, &torch, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("no mnist-mlp metadata") && e.contains("6,5,3") && e.contains("--arch"),
+            "{e}"
+        );
+        let back = decode_as(p, &torch, &[], Some(Arch::Relu)).unwrap();
+        assert_eq!(back.model.params(), m.params());
+        assert_eq!(back.model.layout().sizes(), m.layout().sizes());
+        assert_eq!(back.model.arch(), Arch::Relu);
+        let seed = decode_as(p, &torch, &[], Some(Arch::Seed)).unwrap();
+        assert_eq!(seed.model.arch(), Arch::Seed);
+        // Hugging Face's writers add `format` = `pt`, and nothing else.
+        let pt_meta = Some([("format".to_string(), "pt".to_string())].into());
+        let views: Vec<(String, TensorView)> = st.tensors();
+        let hf = safetensors::tensor::serialize(views, &pt_meta).unwrap();
+        let back = decode_as(p, &hf, &[], Some(Arch::Relu)).unwrap();
+        assert_eq!(back.model.params(), m.params());
+        // A file that says its architecture keeps it, whatever the caller guessed.
+        let said = decode_as(p, &ours, &[], Some(Arch::Seed)).unwrap();
+        assert_eq!(said.model.arch(), Arch::Relu);
+        // Not a state_dict of fcN layers.
+        let other = plain(&|n| n.replace("fc", "layer"));
+        let e = decode_as(p, &other, &[], Some(Arch::Relu))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no fc1.weight"), "{e}");
+        // A missing bias is named by the tensor check.
+        let mixed: Vec<(String, TensorView)> = st
+            .tensors()
+            .into_iter()
+            .filter(|(n, _)| n != "fc2.bias")
+            .collect();
+        let bytes = safetensors::tensor::serialize(mixed, &None).unwrap();
+        let e = decode_as(p, &bytes, &[], Some(Arch::Relu))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fc2.bias is missing"), "{e}");
     }
 
     #[test]

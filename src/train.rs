@@ -427,7 +427,7 @@ impl Trainer {
 /// Refuses a file at `path` that is a plain model rather than a checkpoint: it has no
 /// optimizer state or batch order to resume from.
 pub fn expect_checkpoint(f: &Loaded, path: &Path) -> Result<()> {
-    if f.meta(path, "kind")? != "checkpoint" {
+    if f.metadata.get("kind").map(String::as_str) != Some("checkpoint") {
         return Err(Error::model(
             path,
             "is a model, not a checkpoint: use --init to start from its weights",

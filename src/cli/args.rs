@@ -137,7 +137,8 @@ pub struct TrainArgs {
     /// Save the trained network here (safetensors, PyTorch nn.Linear layout).
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// Start from the weights in this model file (fine-tuning); its architecture is used.
+    /// Start from the weights in this model file (fine-tuning); its architecture is used. A
+    /// plain safetensors file (PyTorch's save_file) needs --arch.
     #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     pub init: Option<PathBuf>,
     /// Save the whole training state here periodically, at the end and on Ctrl-C/SIGTERM
@@ -216,9 +217,14 @@ pub struct BenchArgs {
 /// `mnist-mlp eval` options.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Model file written by `train --save` (or a checkpoint).
+    /// Model file written by `train --save` (or a checkpoint), or a plain safetensors file of
+    /// fc1.weight, fc1.bias, … as PyTorch's save_file(model.state_dict()) writes it.
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
+    /// Architecture of a --model without mnist-mlp metadata (PyTorch, numpy): its shapes give
+    /// the sizes, not whether the hidden layers have ReLU. Checked against a file that says.
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchArg>,
     /// Directory holding t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz).
     /// Default: data/mnist if that directory exists, else data/mnist-10k (bundled with the
     /// repository); both relative to the current directory.
@@ -234,9 +240,14 @@ pub struct EvalArgs {
 /// `mnist-mlp predict` options.
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// Model file written by `train --save` (or a checkpoint).
+    /// Model file written by `train --save` (or a checkpoint), or a plain safetensors file of
+    /// fc1.weight, fc1.bias, … as PyTorch's save_file(model.state_dict()) writes it.
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
+    /// Architecture of a --model without mnist-mlp metadata (PyTorch, numpy): its shapes give
+    /// the sizes, not whether the hidden layers have ReLU. Checked against a file that says.
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchArg>,
     /// Images to classify: 28×28 grayscale PGM (P2/P5) or PNG, white digit on black.
     #[arg(
         value_name = "IMAGE",

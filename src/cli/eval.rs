@@ -2,16 +2,15 @@
 
 use anyhow::{Context, Result};
 use mnist_mlp::data::{Dataset, Split, CLASSES};
-use mnist_mlp::model_file;
 use mnist_mlp::report::TestAccuracy;
 
 use super::args::EvalArgs;
-use super::{note_decompressed, set_threads, Out, MODEL_EXTRAS};
+use super::{load_model, note_decompressed, set_threads, Out};
 
 pub fn run(a: EvalArgs) -> Result<u8> {
     set_threads(a.threads);
     let limits = a.limits.limits();
-    let model = model_file::load_with(&a.model, &MODEL_EXTRAS, &limits)
+    let model = load_model(&a.model, a.arch, &limits)
         .context("loading the model")?
         .model;
     let test = Dataset::open_with(&a.data, Split::Test, &limits).context("loading the test set")?;

@@ -4,14 +4,13 @@ use anyhow::{bail, Context, Result};
 use mnist_mlp::data::{default_dir, Dataset, Split};
 use mnist_mlp::image::read_digit;
 use mnist_mlp::loss::{argmax, softmax};
-use mnist_mlp::model_file;
 
 use super::args::PredictArgs;
-use super::{note_decompressed, Out, MODEL_EXTRAS};
+use super::{load_model, note_decompressed, Out};
 
 pub fn run(a: PredictArgs) -> Result<u8> {
     let limits = a.limits.limits();
-    let model = model_file::load_with(&a.model, &MODEL_EXTRAS, &limits)
+    let model = load_model(&a.model, a.arch, &limits)
         .context("loading the model")?
         .model;
     if model.layout().input() != 28 * 28 {

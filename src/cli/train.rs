@@ -16,7 +16,7 @@ use mnist_mlp::train::{
 };
 
 use super::args::{TrainArgs, DEFAULT_CHECKPOINT_EVERY, DEFAULT_LOG_EVERY};
-use super::{note_decompressed, set_threads, signals, Out, MODEL_EXTRAS};
+use super::{load_model, note_decompressed, set_threads, signals, Out, MODEL_EXTRAS};
 
 /// Refuses outputs that would destroy the run's own inputs or each other, before any work:
 /// - any output on a data file the run reads (truncating a mapped file kills the run with
@@ -137,10 +137,6 @@ pub fn run(mut a: TrainArgs) -> Result<u8> {
         (None, None) => None,
     };
     let length = given.unwrap_or(Length::Iterations(1000));
-    // A resumed run goes on checkpointing to the file it resumed from.
-    if a.checkpoint.is_none() {
-        a.checkpoint = a.resume.clone();
-    }
     let defaults = TrainConfig::default();
     let cfg = TrainConfig {
         arch: a.arch.map_or(defaults.arch, Arch::from),
@@ -173,7 +169,7 @@ pub fn run(mut a: TrainArgs) -> Result<u8> {
     let init = match &a.init {
         // A checkpoint holds a model too; its optimizer state is not used.
         Some(path) => Some(
-            model_file::load_with(path, &MODEL_EXTRAS, &limits)
+            load_model(path, a.arch, &limits)
                 .context("loading --init")?
                 .model,
         ),
@@ -188,6 +184,23 @@ pub fn run(mut a: TrainArgs) -> Result<u8> {
         }
         None => None,
     };
+    // A resumed run goes on checkpointing to the file it resumed from, once it has been read.
+    let _resume_lock = match (&resume, &a.checkpoint) {
+        (Some((path, _)), None) => {
+            if a.save.as_deref().is_some_and(|s| same_file(s, path)) {
+                bail!(
+                    "--save {}: is the checkpoint this run resumes from and goes on \
+                     checkpointing to; give --save another path, or --checkpoint another file",
+                    path.display()
+                );
+            }
+            check_writable(path, true)?;
+            let lock = FileLock::acquire(path)?;
+            a.checkpoint = Some(path.to_path_buf());
+            Some(lock)
+        }
+        _ => None,
+    };
     let train_set =
         Dataset::open_with(&a.data, Split::Train, &limits).context("loading the training set")?;
     let test_set =
@@ -199,14 +212,6 @@ pub fn run(mut a: TrainArgs) -> Result<u8> {
     } else if let (Some(path), Some(model)) = (&a.init, init) {
         let sizes = model.layout().sizes();
         let file_hidden = &sizes[1..sizes.len() - 1];
-        if let Some(arch) = a.arch.map(Arch::from).filter(|&x| x != model.arch()) {
-            bail!(
-                "--arch {} conflicts with {} (a {} network)",
-                arch.name(),
-                path.display(),
-                model.arch().name()
-            );
-        }
         if let Some(h) = a.hidden.as_ref().filter(|h| h.0 != file_hidden) {
             bail!(
                 "--hidden {} conflicts with {} (hidden {})",

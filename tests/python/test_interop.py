@@ -179,7 +179,8 @@ def model_metadata(arch: str, hidden: str, **facts: str) -> dict[str, str]:
     }
 
 
-def check_eval_matches_numpy(model: Path, tensors: dict[str, np.ndarray], arch: str, test) -> str:
+def check_eval_matches_numpy(model: Path, tensors: dict[str, np.ndarray], arch: str, test,
+                             *flags: str) -> str:
     """Runs `eval` on `model` and checks its accuracy and confusion matrix against numpy's
     forward pass of `tensors` on the full test set. Returns the accuracy as printed."""
     x, labels = test
@@ -189,7 +190,7 @@ def check_eval_matches_numpy(model: Path, tensors: dict[str, np.ndarray], arch: 
     expected_cm = confusion_of(pred, labels)
     correct = int((pred == labels).sum())
 
-    text, cm = parse_eval(run("-q", "eval", "--model", model, "--data", DATA).stdout)
+    text, cm = parse_eval(run("-q", "eval", "--model", model, "--data", DATA, *flags).stdout)
     got_correct = int(np.trace(cm))
     assert cm.sum() == len(labels)
     # Each near tie may move one example between two cells of a row.
@@ -366,6 +367,38 @@ def test_numpy_written_model_evaluates_like_numpy(name, numpy_models, test_set):
     ref = forward(tensors, arch, x[idx])
     logits = np.array([r["logits"] for r in rows])
     assert (np.abs(logits - ref) <= tolerance(ref)).all()
+
+
+def test_plain_state_dict_without_metadata_needs_only_arch(numpy_models, test_set, tmp_path):
+    """What `safetensors.torch.save_file(model.state_dict(), f)` writes: the fcN tensors and
+    no metadata at all. The shapes give the sizes; --arch says seed or relu."""
+    _, tensors, arch = numpy_models["relu256"]
+    path = tmp_path / "state_dict.safetensors"
+    save_file(tensors, str(path))  # no metadata, as PyTorch's save_file of a state_dict
+    with safe_open(str(path), framework="np") as f:
+        assert not f.metadata()
+
+    # Without --arch: a usage hint naming the flag and the sizes found, nothing on stdout.
+    p = run("eval", "--model", path, "--data", DATA, expect=1)
+    assert "--arch" in p.stderr and "784,256,10" in p.stderr and "no mnist-mlp metadata" in p.stderr
+    assert p.stdout == ""
+
+    # With it: numpy's accuracy, and predict's logits.
+    acc = float(check_eval_matches_numpy(path, tensors, arch, test_set, "--arch", arch))
+    assert acc > 0.8
+    x, _ = test_set
+    idx = [0, 1, 2, 9999]
+    out = run("-q", "predict", "--model", path, "--arch", arch, "--data", DATA, "--json",
+              "--index", ",".join(map(str, idx))).stdout
+    logits = np.array([json.loads(line)["logits"] for line in out.splitlines()])
+    ref = forward(tensors, arch, x[idx])
+    assert (np.abs(logits - ref) <= tolerance(ref)).all()
+
+    # A file that names its architecture must agree with --arch.
+    ours, _, ours_arch = numpy_models["linear"]
+    other = "relu" if ours_arch == "seed" else "seed"
+    p = run("eval", "--model", ours, "--arch", other, "--data", DATA, expect=1)
+    assert f"--arch {other} conflicts with" in p.stderr
 
 
 # ----------------------------------------------------------------------------------------------
