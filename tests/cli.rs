@@ -158,3 +158,89 @@ fn copy_dataset(from: &std::path::Path, to: &std::path::Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+/// On a terminal the progress bar is cleared before any log line (none runs into it) and
+/// shows the rate as `N it/s`. The terminal is a pty from util-linux's `script`.
+#[test]
+fn log_lines_never_run_into_the_progress_bar() {
+    let exe = env!("CARGO_BIN_EXE_mnist-mlp");
+    let runner = std::env::var("MNIST_MLP_TEST_RUNNER").unwrap_or_default();
+    let data = mnist_10k();
+    let cmd = format!(
+        "{runner} {exe} train --data {} --iterations 40 --log-every 100 --hidden 32",
+        data.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("util-linux `script` runs the binary on a pty (Debian: bsdutils)");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("/40 iterations"), "no bar: {tty:?}");
+    let mut lines = 0;
+    for (at, _) in tty.match_indices("mnist-mlp: info: ") {
+        let before = &tty[..at];
+        assert!(
+            before.is_empty() || before.ends_with('\n') || before.ends_with("\x1b[2K"),
+            "a log line runs into the bar: {:?}",
+            before
+                .chars()
+                .rev()
+                .take(80)
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect::<String>()
+        );
+        lines += 1;
+    }
+    assert!(lines >= 2, "{tty:?}");
+    assert!(tty.contains(" it/s"), "rate shown as N it/s: {tty:?}");
+}
+
+/// `.gz` data is decompressed into memory: one info line says so for the whole run, not one
+/// per file; `predict --json` writes plain decimals (the shortest that read back exactly).
+#[test]
+fn one_line_about_gz_data_and_plain_decimals_in_json() {
+    let data = mnist_10k();
+    let d = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.safetensors");
+    let m = model.to_str().unwrap();
+    let out = run(&[
+        "train",
+        "--data",
+        d,
+        "--iterations",
+        "2",
+        "--hidden",
+        "16",
+        "--save",
+        m,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let notes: Vec<&str> = err.lines().filter(|l| l.contains("decompressed")).collect();
+    assert_eq!(notes.len(), 1, "{err}");
+    assert!(notes[0].contains("4 .gz data files"), "{err}");
+
+    let out = run(&[
+        "predict", "--model", m, "--data", d, "--index", "0,1", "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for line in stdout(&out).lines() {
+        let numbers = line
+            .split(|c: char| !(c.is_ascii_digit() || "eE.-+".contains(c)))
+            .filter(|t| t.chars().any(|c| c.is_ascii_digit()));
+        for n in numbers {
+            assert!(!n.contains(['e', 'E']), "exponent notation {n} in {line}");
+            let v: f64 = n.parse().unwrap_or_else(|_| panic!("{n} in {line}"));
+            assert_eq!(
+                format!("{}", v as f32),
+                n,
+                "not the shortest round trip: {line}"
+            );
+        }
+    }
+}

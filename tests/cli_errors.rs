@@ -841,7 +841,7 @@ fn limits_name_their_flag_and_the_flag_raises_them() {
     let out = expect(
         &["eval", "--model", &m, "--data", &gz, "--max-file-mib", "2"],
         0,
-        &["decompressed", "gunzip it"],
+        &["decompressed", "gunzip them"],
     );
     assert!(out.contains("Accuracy on test set"), "{out}");
 

@@ -94,19 +94,33 @@ fn saved_model_evaluates_and_predicts_like_the_run_that_made_it() {
     let lines: Vec<&str> = pred.lines().collect();
     assert_eq!(lines.len(), 3);
     assert!(lines[0].starts_with("test[0]\t"), "{pred}");
+    // The fourth column is the true label.
+    let ds = mnist_mlp::data::Dataset::open(data.path(), mnist_mlp::data::Split::Test).unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 4, "{line}");
+        assert_eq!(cols[3], ds.labels()[i].to_string(), "{line}");
+    }
     let json = ok(&[
         "predict", "--model", m, "--data", d, "--index", "3", "--json",
     ]);
+    let label = ds.labels()[3];
     assert!(
-        json.starts_with("{\"index\":3,\"digit\":") && json.contains("\"logits\":["),
+        json.starts_with(&format!("{{\"index\":3,\"label\":{label},\"digit\":"))
+            && json.contains("\"logits\":["),
         "{json}"
+    );
+    // --invert is for image files: with --index it is a usage error, not ignored.
+    fails(
+        &[
+            "predict", "--model", m, "--data", d, "--index", "3", "--invert",
+        ],
+        2,
+        &["--invert", "--index"],
     );
 
     // The same image as a PGM file gives the same answer as by index.
-    let img = {
-        let ds = mnist_mlp::data::Dataset::open(data.path(), mnist_mlp::data::Split::Test).unwrap();
-        ds.images().image(0).to_vec()
-    };
+    let img = ds.images().image(0).to_vec();
     let pgm = tmp.path().join("d.pgm");
     let mut bytes = b"P5\n28 28\n255\n".to_vec();
     bytes.extend_from_slice(&img);
@@ -118,6 +132,13 @@ fn saved_model_evaluates_and_predicts_like_the_run_that_made_it() {
         "{by_file} vs {}",
         lines[0]
     );
+    // A tab in a file name is escaped: the line keeps its three columns.
+    let tabbed = tmp.path().join("a\tb.pgm");
+    std::fs::copy(&pgm, &tabbed).unwrap();
+    let out = ok(&["predict", "--model", m, tabbed.to_str().unwrap()]);
+    let cols: Vec<&str> = out.trim_end().split('\t').collect();
+    assert_eq!(cols.len(), 3, "{out:?}");
+    assert!(cols[0].ends_with("a\\tb.pgm"), "{out:?}");
 }
 
 #[test]
@@ -486,6 +507,42 @@ fn ctrl_c_checkpoints_and_exits_130() {
     let f = model_file::load(&ck, &["adam.m", "adam.v", "data.order"]).unwrap();
     assert_eq!(f.metadata["kind"], "checkpoint");
     assert!(f.metadata["iteration"].parse::<usize>().unwrap() >= 3);
+}
+
+/// SIGTERM (a service manager stopping the run) checkpoints like Ctrl-C and exits 143,
+/// 128 + SIGTERM.
+#[test]
+fn sigterm_checkpoints_and_exits_143() {
+    let (data, tmp) = setup();
+    let ck = tmp.path().join("ck");
+    let mut child = bin()
+        .args(["train", "--data", data.path().to_str().unwrap()])
+        .args([
+            "--iterations",
+            "100000",
+            "--log-every",
+            "1",
+            "--batch",
+            "32",
+        ])
+        .args(["--checkpoint", ck.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    for _ in 0..3 {
+        line.clear();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    }
+    // SAFETY: kill(2) on our own child's pid, which stays valid until we wait for it.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("checkpoint written to"), "{err}");
 }
 
 #[test]

@@ -63,8 +63,9 @@ Examples:
   mnist-mlp predict --model m.safetensors --invert photo-of-paper.png
   mnist-mlp predict --model m.safetensors --index 0,5,17 --json
 
-Output: one line per image, `NAME<TAB>DIGIT<TAB>PROBABILITY`; with --json one object per line
-with the logits and all ten probabilities.";
+Output: one line per image, `NAME<TAB>DIGIT<TAB>PROBABILITY` (with --index, a fourth column:
+the true label); with --json one object per line with the logits, all ten probabilities and,
+with --index, the true label.";
 
 /// Network architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -262,8 +263,9 @@ pub struct PredictArgs {
     /// exists, else data/mnist-10k; both relative to the current directory].
     #[arg(long, value_name = "DIR", requires = "index")]
     pub data: Option<PathBuf>,
-    /// The images are dark digits on a light background: invert them first.
-    #[arg(long)]
+    /// The images are dark digits on a light background: invert them first (image files
+    /// only; test-set images are white on black already).
+    #[arg(long, conflicts_with = "index")]
     pub invert: bool,
     /// One JSON object per line, with logits and all probabilities.
     #[arg(long)]

@@ -73,13 +73,25 @@ pub fn run(cli: Cli) -> Result<u8> {
 /// Says which data files were decompressed into memory. Called once every input is known to
 /// be good, so that a bad input's error stays the only line on stderr.
 pub fn note_decompressed(sets: &[&mnist_mlp::data::Dataset]) {
-    for (path, bytes) in sets.iter().flat_map(|s| s.decompressed()) {
-        log::info!(
-            "decompressed {} into memory ({} KiB); gunzip it to have it memory-mapped instead",
+    let files: Vec<_> = sets.iter().flat_map(|s| s.decompressed()).collect();
+    if files.is_empty() {
+        return;
+    }
+    for (path, bytes) in &files {
+        log::debug!(
+            "decompressed {} into memory ({} KiB)",
             path.display(),
             bytes.div_ceil(1024)
         );
     }
+    let total: usize = files.iter().map(|(_, b)| b).sum();
+    log::info!(
+        "{} .gz data file{} decompressed into memory ({:.1} MiB); gunzip them \
+         (scripts/fetch-mnist.sh --gunzip) to have them memory-mapped instead",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        total as f64 / f64::from(1 << 20)
+    );
 }
 
 /// Sizes the thread pool of the matrix products and Adam to `threads` (default: one per core)
@@ -111,7 +123,7 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    env_logger::Builder::from_env(
+    let logger = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or(format!("mnist_mlp={level}")),
     )
     .format(|buf, record| {
@@ -122,7 +134,52 @@ pub fn init_logging(verbose: u8, quiet: bool) {
             record.args()
         )
     })
-    .init();
+    .build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(BarAware(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// The progress bar on the terminal, if one is shown: log lines are written with it cleared
+/// and redrawn after them, so that a line never runs into the bar.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Shows `bar` (a clone shares the bar) until [`hide_bar`].
+pub fn show_bar(bar: &indicatif::ProgressBar) {
+    if let Ok(mut b) = BAR.lock() {
+        *b = Some(bar.clone());
+    }
+}
+
+/// Clears the bar from the terminal; later log lines are written as they come.
+pub fn hide_bar() {
+    if let Some(bar) = BAR.lock().ok().and_then(|mut b| b.take()) {
+        bar.finish_and_clear();
+    }
+}
+
+/// env_logger, with the progress bar suspended around each line.
+struct BarAware(env_logger::Logger);
+
+impl log::Log for BarAware {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.0.matches(record) {
+            return;
+        }
+        match BAR.lock().ok().and_then(|b| b.clone()) {
+            Some(bar) => bar.suspend(|| self.0.log(record)),
+            None => self.0.log(record),
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// Lines for stdout, written so that a closed pipe (`| head`) ends the program quietly rather

@@ -21,29 +21,36 @@ pub fn run(a: PredictArgs) -> Result<u8> {
         );
     }
     let mut out = Out::new();
-    let mut report = |name: &str, index: Option<usize>, pixels: &[u8]| {
+    // `label`: the true digit of a test-set image (--index).
+    let mut report = |name: &str, index: Option<(usize, u8)>, pixels: &[u8]| {
         let logits = model.logits_of(pixels);
         let probs = softmax(&logits);
         let digit = argmax(&logits);
         if a.json {
             let list = |v: &[f32]| {
                 v.iter()
-                    .map(|x| format!("{x:e}"))
+                    .map(|x| format!("{x}"))
                     .collect::<Vec<_>>()
                     .join(",")
             };
             let key = match index {
-                Some(i) => format!("\"index\":{i}"),
+                Some((i, label)) => format!("\"index\":{i},\"label\":{label}"),
                 None => format!("\"path\":{}", json_string(name)),
             };
             out.line(format!(
-                "{{{key},\"digit\":{digit},\"probability\":{:e},\"probabilities\":[{}],\"logits\":[{}]}}",
+                "{{{key},\"digit\":{digit},\"probability\":{},\"probabilities\":[{}],\"logits\":[{}]}}",
                 probs[digit],
                 list(&probs),
                 list(&logits)
             ));
         } else {
-            out.line(format!("{name}\t{digit}\t{:.4}", probs[digit]));
+            let name = tsv_field(name);
+            match index {
+                Some((_, label)) => {
+                    out.line(format!("{name}\t{digit}\t{:.4}\t{label}", probs[digit]))
+                }
+                None => out.line(format!("{name}\t{digit}\t{:.4}", probs[digit])),
+            }
         }
     };
     if !a.index.is_empty() {
@@ -60,7 +67,12 @@ pub fn run(a: PredictArgs) -> Result<u8> {
         }
         note_decompressed(&[&test]);
         for &i in &a.index {
-            report(&format!("test[{i}]"), Some(i), test.images().image(i));
+            let label = test.labels()[i];
+            report(
+                &format!("test[{i}]"),
+                Some((i, label)),
+                test.images().image(i),
+            );
         }
     } else {
         // Every image is read before anything is printed: one bad file among many gives its
@@ -91,4 +103,23 @@ fn json_string(s: &str) -> String {
     }
     o.push('"');
     o
+}
+
+/// `name` as one TSV field: a tab, newline or backslash in a file name is written as `\t`,
+/// `\n`, `\\` (a carriage return as `\r`), so every line keeps its columns.
+fn tsv_field(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.contains(['\t', '\n', '\r', '\\']) {
+        return name.into();
+    }
+    let mut out = String::with_capacity(name.len() + 2);
+    for c in name.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }

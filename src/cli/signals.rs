@@ -1,27 +1,32 @@
 //! Ctrl-C and SIGTERM during training: the first asks the loop to stop after the current
-//! iteration (and checkpoint), the second exits at once.
+//! iteration (and checkpoint), the second exits at once. Either way the exit code is 128 plus
+//! the signal's number, the shell convention: 130 for Ctrl-C (SIGINT), 143 for SIGTERM.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGINT);
 
-/// Exit code of a run stopped by a signal (128 + SIGINT, the shell convention).
-pub const EXIT_INTERRUPTED: u8 = 130;
-
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int) {
     if STOP.swap(true, Ordering::SeqCst) {
         // SAFETY: _exit is async-signal-safe; nothing else runs in this handler.
-        unsafe { libc::_exit(i32::from(EXIT_INTERRUPTED)) };
+        unsafe { libc::_exit(128 + sig) };
     }
+    SIGNAL.store(sig, Ordering::SeqCst);
 }
 
 /// Installs the handlers and returns the flag they set.
 pub fn install() -> &'static AtomicBool {
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
+    // SAFETY: the handler only touches atomics and calls _exit, all async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, handler);
         libc::signal(libc::SIGTERM, handler);
     }
     &STOP
+}
+
+/// Exit code of a run stopped by a signal: 128 + the first signal received.
+pub fn exit_code() -> u8 {
+    u8::try_from(128 + SIGNAL.load(Ordering::SeqCst)).unwrap_or(130)
 }

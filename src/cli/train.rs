@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use mnist_mlp::data::{locate, Dataset, Split};
 use mnist_mlp::fsio::{check_writable, same_file, FileLock};
 use mnist_mlp::model::{Arch, DEFAULT_HIDDEN};
@@ -16,7 +16,9 @@ use mnist_mlp::train::{
 };
 
 use super::args::{TrainArgs, DEFAULT_CHECKPOINT_EVERY, DEFAULT_LOG_EVERY};
-use super::{load_model, note_decompressed, set_threads, signals, Out, MODEL_EXTRAS};
+use super::{
+    hide_bar, load_model, note_decompressed, set_threads, show_bar, signals, Out, MODEL_EXTRAS,
+};
 
 /// Refuses outputs that would destroy the run's own inputs or each other, before any work:
 /// - any output on a data file the run reads (truncating a mapped file kills the run with
@@ -252,7 +254,7 @@ pub fn run(mut a: TrainArgs) -> Result<u8> {
             }
         }
     });
-    bar.finish_and_clear();
+    hide_bar();
     if let Some(e) = metrics_error {
         return Err(e);
     }
@@ -274,7 +276,7 @@ pub fn run(mut a: TrainArgs) -> Result<u8> {
                      given, nothing saved"
                 ),
             }
-            Ok(signals::EXIT_INTERRUPTED)
+            Ok(signals::exit_code())
         }
         Finished::Done(outcome) => {
             out.line("");
@@ -307,10 +309,15 @@ fn progress_bar(done: usize, total: usize) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total as u64).with_position(done as u64);
-    let style =
-        ProgressStyle::with_template("{bar:40} {pos}/{len} iterations  {per_sec}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{bar:40} {pos}/{len} iterations  {rate}  ETA {eta}")
+        .map(|s| {
+            s.with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} it/s", s.per_sec());
+            })
+        })
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
+    show_bar(&bar);
     bar
 }
 
