@@ -147,10 +147,21 @@ pub fn check_writable(path: &Path, only_regular: bool) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(fail(e)),
     };
-    // A replaced file needs a writable directory (for the temporary file and the rename); a
-    // file written in place needs itself writable if it exists.
-    let must_write = if existing && !only_regular { path } else { dir };
-    access_w(must_write).map_err(fail)
+    // A file written in place needs itself writable if it exists. A replaced file needs its
+    // temporary file created in the directory: create it now, so that a directory that says
+    // it is writable and is not (/proc, a read-only mount) is found before the run.
+    if existing && !only_regular {
+        return access_w(path).map_err(fail);
+    }
+    let probe = temp_path(path);
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => fs::remove_file(&probe).map_err(fail),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(fail(io::Error::new(
+            e.kind(),
+            format!("cannot create a file in directory {} ({e})", dir.display()),
+        ))),
+    }
 }
 
 /// Whether `a` and `b` name the same file: the same inode when both exist (so a hard link or

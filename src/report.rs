@@ -57,6 +57,41 @@ impl fmt::Display for TestAccuracy {
     }
 }
 
+/// How a model classified a labelled set: `counts[true][predicted]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confusion {
+    /// Examples of each true class (row) given each predicted class (column).
+    pub counts: [[usize; crate::data::CLASSES]; crate::data::CLASSES],
+}
+
+impl Confusion {
+    /// Counts `predicted` against `labels`, pairwise (labels are below [`crate::data::CLASSES`],
+    /// as a [`crate::data::Dataset`] guarantees).
+    pub fn new(predicted: &[u8], labels: &[u8]) -> Self {
+        let mut counts = [[0; crate::data::CLASSES]; crate::data::CLASSES];
+        for (&p, &t) in predicted.iter().zip(labels) {
+            counts[usize::from(t)][usize::from(p)] += 1;
+        }
+        Confusion { counts }
+    }
+
+    /// The diagonal over the whole: the test accuracy.
+    pub fn accuracy(&self) -> TestAccuracy {
+        TestAccuracy {
+            correct: (0..self.counts.len()).map(|c| self.counts[c][c]).sum(),
+            total: self.counts.iter().flatten().sum(),
+        }
+    }
+
+    /// For each class: (right, examples of that class).
+    pub fn per_class(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(c, row)| (row[c], row.iter().sum()))
+    }
+}
+
 /// `x` as C's `%g` with 6 significant digits (Python's `'%g' % x`), plus `.0` when `x` is a
 /// whole number.
 pub fn format_g6(x: f32) -> String {

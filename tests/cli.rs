@@ -244,3 +244,28 @@ fn one_line_about_gz_data_and_plain_decimals_in_json() {
         }
     }
 }
+
+/// An output the directory cannot take (/proc says it is writable to root, and is not) is
+/// refused before any training, not after it.
+#[test]
+fn an_output_that_cannot_be_created_is_refused_up_front() {
+    let data = good_dataset(20);
+    let out = run(&[
+        "train",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--iterations",
+        "1",
+        "--batch",
+        "10",
+        "--save",
+        "/proc/mnist-mlp-model.safetensors",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "trained anyway: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("cannot create a file in directory /proc"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -84,6 +84,26 @@ fn saved_model_evaluates_and_predicts_like_the_run_that_made_it() {
         })
         .sum();
     assert_eq!(total, 500, "{eval}");
+    // The same, as one JSON object.
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["eval", "--model", m, "--data", d, "--json"])).unwrap();
+    assert_eq!(
+        format!("Accuracy on test set: {}", json["accuracy"]),
+        final_line,
+        "{json}"
+    );
+    let cells: Vec<u64> = json["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|n| n.as_u64().unwrap()))
+        .collect();
+    assert_eq!(cells.len(), 100);
+    assert_eq!(cells.iter().sum::<u64>(), 500);
+    assert_eq!(json["total"], 500);
+    let diagonal: u64 = (0..10).map(|c| cells[c * 11]).sum();
+    assert_eq!(json["correct"], diagonal);
+    assert_eq!(json["per_class"].as_array().unwrap().len(), 10);
 
     let loaded = model_file::load(&model, &[]).unwrap();
     assert_eq!(loaded.metadata["arch"], "relu");
@@ -132,6 +152,17 @@ fn saved_model_evaluates_and_predicts_like_the_run_that_made_it() {
         "{by_file} vs {}",
         lines[0]
     );
+    // Dark on light without --invert: classified as asked, with a warning that says why not.
+    let light = tmp.path().join("light.pgm");
+    let mut bytes = b"P5\n28 28\n255\n".to_vec();
+    bytes.extend(img.iter().map(|p| 255 - p));
+    std::fs::write(&light, bytes).unwrap();
+    let out = run(&["predict", "--model", m, light.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("pass --invert"), "{}", stderr(&out));
+    let out = run(&["predict", "--model", m, "--invert", light.to_str().unwrap()]);
+    assert!(!stderr(&out).contains("--invert"), "{}", stderr(&out));
+    assert_eq!(stdout(&out).split('\t').nth(1), lines[0].split('\t').nth(1));
     // A tab in a file name is escaped: the line keeps its three columns.
     let tabbed = tmp.path().join("a\tb.pgm");
     std::fs::copy(&pgm, &tabbed).unwrap();

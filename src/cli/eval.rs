@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use mnist_mlp::data::{Dataset, Split, CLASSES};
-use mnist_mlp::report::TestAccuracy;
+use mnist_mlp::report::Confusion;
 
 use super::args::EvalArgs;
 use super::{load_model, note_decompressed, set_threads, Out};
@@ -16,27 +16,29 @@ pub fn run(a: EvalArgs) -> Result<u8> {
     let test = Dataset::open_with(&a.data, Split::Test, &limits).context("loading the test set")?;
     note_decompressed(&[&test]);
     let predicted = model.classify(&test)?;
-    // confusion[true][predicted]
-    let mut confusion = [[0usize; CLASSES]; CLASSES];
-    for (&p, &t) in predicted.iter().zip(test.labels()) {
-        confusion[usize::from(t)][usize::from(p)] += 1;
-    }
-    let correct: usize = (0..CLASSES).map(|c| confusion[c][c]).sum();
+    let confusion = Confusion::new(&predicted, test.labels());
     let mut out = Out::new();
-    out.line(TestAccuracy {
-        correct,
-        total: test.len(),
-    });
+    if a.json {
+        out.line(json(&confusion));
+    } else {
+        table(&mut out, &confusion);
+    }
+    out.finish()?;
+    Ok(0)
+}
+
+/// The human-readable report: the tutorial's accuracy line, per-class accuracy, the matrix.
+fn table(out: &mut Out, confusion: &Confusion) {
+    out.line(confusion.accuracy());
     out.line("");
     out.line("Per-class accuracy:");
-    for (c, row) in confusion.iter().enumerate() {
-        let n: usize = row.iter().sum();
+    for (c, (right, n)) in confusion.per_class().enumerate() {
         let acc = if n == 0 {
             String::from("-")
         } else {
-            format!("{:.4}", row[c] as f64 / n as f64)
+            format!("{:.4}", right as f64 / n as f64)
         };
-        out.line(format!("  {c}: {acc} ({}/{n})", row[c]));
+        out.line(format!("  {c}: {acc} ({right}/{n})"));
     }
     out.line("");
     out.line("Confusion matrix (rows: true class, columns: predicted):");
@@ -44,12 +46,36 @@ pub fn run(a: EvalArgs) -> Result<u8> {
         "     {}",
         (0..CLASSES).map(|c| format!("{c:>5}")).collect::<String>()
     ));
-    for (c, row) in confusion.iter().enumerate() {
+    for (c, row) in confusion.counts.iter().enumerate() {
         out.line(format!(
             "  {c}: {}",
             row.iter().map(|n| format!("{n:>5}")).collect::<String>()
         ));
     }
-    out.finish()?;
-    Ok(0)
+}
+
+/// One JSON object: accuracy (as the text report prints it), counts, per-class accuracy
+/// (null for a class with no examples) and the matrix, rows by true class.
+fn json(confusion: &Confusion) -> String {
+    let acc = confusion.accuracy();
+    let per_class: Vec<String> = confusion
+        .per_class()
+        .map(|(right, n)| match n {
+            0 => "null".to_string(),
+            n => format!("{}", right as f64 / n as f64),
+        })
+        .collect();
+    let rows: Vec<String> = confusion
+        .counts
+        .iter()
+        .map(|r| format!("[{}]", r.map(|n| n.to_string()).join(",")))
+        .collect();
+    format!(
+        "{{\"accuracy\":{},\"correct\":{},\"total\":{},\"per_class\":[{}],\"confusion\":[{}]}}",
+        acc.value(),
+        acc.correct,
+        acc.total,
+        per_class.join(","),
+        rows.join(",")
+    )
 }

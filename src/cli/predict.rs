@@ -83,6 +83,15 @@ pub fn run(a: PredictArgs) -> Result<u8> {
             .map(|path| read_digit(path, a.invert))
             .collect::<Result<Vec<_>, _>>()?;
         for (path, pixels) in a.images.iter().zip(&digits) {
+            // MNIST digits are white on black: a light image is most likely ink on paper.
+            let mean = pixels.iter().map(|&p| f64::from(p)).sum::<f64>() / pixels.len() as f64;
+            if !a.invert && mean > 127.0 {
+                log::warn!(
+                    "{}: mostly light (mean {mean:.0} of 255), unlike MNIST's white digits on \
+                     black; if it is a dark digit on a light background, pass --invert",
+                    path.display()
+                );
+            }
             report(&path.display().to_string(), None, pixels);
         }
     }
