@@ -311,7 +311,8 @@ fallback_label="fallback: sgemm NEON kernel"
 
 # --- report ---------------------------------------------------------------------------------------
 report() {
-    echo "NEON check of the aarch64 build ($(date -u +%Y-%m-%d), $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo "no git")$(git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ", with uncommitted changes"))"
+    # No date or commit: the report describes the code it sits beside (git records when).
+    echo "NEON check of the aarch64 build"
     echo "build: $build_desc"
     echo "rustc: $(rustc --version)"
     echo "binary: $(show "$bin")"

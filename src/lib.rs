@@ -16,6 +16,7 @@
 //! Errors are one [`Error`] enum whose messages name the file and the problem.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod fsio;

@@ -659,8 +659,8 @@ mod tests {
         }
     }
 
-    /// The bytes depend on the contents alone: a dozen metadata keys in hash-map order gave a
-    /// different header at every save.
+    /// The bytes depend on the contents alone, whatever order the facts come in: a header in
+    /// hash-map order would differ from save to save.
     #[test]
     fn the_same_contents_give_the_same_bytes_with_keys_in_order() {
         let m = small();

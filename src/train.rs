@@ -19,10 +19,11 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::data::{Batcher, BatcherState, Dataset, CLASSES};
+use crate::checkpoint::{self, Restored, Settings, Snapshot};
+use crate::data::{Batcher, Dataset, CLASSES};
 use crate::error::{Error, Result};
 use crate::model::{mnist_sizes, Arch, Mlp, Workspace, DEFAULT_HIDDEN};
-use crate::model_file::{self, Data, Loaded};
+use crate::model_file::{self, Loaded};
 use crate::optim::Adam;
 use crate::report::{LogLine, TestAccuracy};
 use crate::rng::Rng;
@@ -75,6 +76,28 @@ pub enum Schedule {
     /// Cosine annealing from the base rate to zero at the last iteration: large steps while far
     /// from a minimum, small ones to settle into it.
     Cosine,
+}
+
+impl fmt::Display for Schedule {
+    /// The name used on the command line and in checkpoints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+
+    /// Reads what [`Schedule`]'s `Display` writes.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "constant" => Ok(Schedule::Constant),
+            "cosine" => Ok(Schedule::Cosine),
+            other => Err(format!(
+                "unknown lr_schedule '{other}' (constant or cosine)"
+            )),
+        }
+    }
 }
 
 impl Schedule {
@@ -184,14 +207,6 @@ pub struct Trainer {
     iteration: usize,
 }
 
-/// Tensor and metadata names of a checkpoint's training state.
-mod ckpt {
-    pub const ADAM_M: &str = "adam.m";
-    pub const ADAM_V: &str = "adam.v";
-    pub const ORDER: &str = "data.order";
-    pub const EXTRAS: [&str; 3] = [ADAM_M, ADAM_V, ORDER];
-}
-
 impl Trainer {
     /// A fresh run of `cfg` on `train`, with every buffer it will need allocated.
     pub fn new(cfg: &TrainConfig, train: &Dataset) -> Result<Self> {
@@ -241,7 +256,7 @@ impl Trainer {
         log_every: usize,
         train: &Dataset,
     ) -> Result<Self> {
-        let f = model_file::load(path, &ckpt::EXTRAS)?;
+        let f = model_file::load(path, &checkpoint::EXTRAS)?;
         Self::resume_loaded(f, path, length, log_every, train)
     }
 
@@ -254,115 +269,70 @@ impl Trainer {
         log_every: usize,
         train: &Dataset,
     ) -> Result<Self> {
-        expect_checkpoint(&f, path)?;
-        let length = match length {
-            Some(l) => l,
-            None => f
-                .meta(path, "length")
-                .map_err(|_| {
-                    Error::model(
-                        path,
-                        "records no run length (an older checkpoint): give the length to train to",
-                    )
-                })?
-                .parse()
-                .map_err(|e: String| Error::model(path, e))?,
-        };
-        let num = |key: &str| -> Result<u64> {
-            let v = f.meta(path, key)?;
-            v.parse().map_err(|_| {
-                Error::model(
-                    path,
-                    format!("metadata '{key}' = '{v}' is not a whole number"),
-                )
-            })
-        };
-        let count = num("train_count")? as usize;
-        if count != train.len() {
+        let r = Restored::read(f, path)?;
+        if r.data.order.len() != train.len() {
             return Err(Error::model(
                 path,
-                format!("was made on a training set of {count} images, this one has {}; resume on the same data", train.len()),
+                format!(
+                    "was made on a training set of {} images, this one has {}; resume on the \
+                     same data",
+                    r.data.order.len(),
+                    train.len()
+                ),
             ));
         }
-        let lr: f32 = f
-            .meta(path, "lr")?
-            .parse()
-            .map_err(|_| Error::model(path, "metadata 'lr' is not a number"))?;
+        let length = length.or(r.settings.length).ok_or_else(|| {
+            Error::model(path, "records no run length: give the length to train to")
+        })?;
         let cfg = TrainConfig {
-            arch: f.model.arch(),
+            arch: r.model.arch(),
             hidden: Vec::new(), // from the model, in with_model
             length,
-            batch: num("batch")? as usize,
-            lr: Some(lr),
-            seed: num("seed")?,
+            batch: r.settings.batch,
+            lr: Some(r.settings.lr),
+            seed: r.settings.seed,
             log_every,
-            shuffle: f.meta(path, "shuffle")? == "true",
-            schedule: match f.meta(path, "lr_schedule")? {
-                "constant" => Schedule::Constant,
-                "cosine" => Schedule::Cosine,
-                other => return Err(Error::model(path, format!("unknown lr_schedule '{other}'"))),
-            },
+            shuffle: r.settings.shuffle,
+            schedule: r.settings.schedule,
         };
-        let n = f.model.layout().total();
-        let rng = parse_rng(f.meta(path, "rng")?)
-            .ok_or_else(|| Error::model(path, "metadata 'rng' is not a generator state"))?;
-        let state = BatcherState {
-            order: f.u32s(path, ckpt::ORDER, train.len())?,
-            pos: num("data_pos")? as usize,
-            epoch: num("data_epoch")? as usize,
-            rng,
-            shuffle: cfg.shuffle,
-        };
-        let (m, v) = (
-            f.f32s(path, ckpt::ADAM_M, n)?,
-            f.f32s(path, ckpt::ADAM_V, n)?,
-        );
-        let (adam_t, iteration) = (num("adam_t")?, num("iteration")? as usize);
         // Settings that cannot run (batch 0, a negative rate) come from the file: say which.
-        let mut t = Self::with_model(&cfg, train, f.model).map_err(|e| match e {
+        let mut t = Self::with_model(&cfg, train, r.model).map_err(|e| match e {
             Error::Config { problem } => Error::model(path, problem),
             other => other,
         })?;
-        t.batcher = Batcher::restore(train.len(), cfg.batch, state)
+        t.batcher = Batcher::restore(train.len(), cfg.batch, r.data)
             .map_err(|e| Error::model(path, e.to_string()))?;
-        t.adam.m = m;
-        t.adam.v = v;
-        t.adam.t = adam_t;
-        t.iteration = iteration;
+        t.adam.m = r.m;
+        t.adam.v = r.v;
+        t.adam.t = r.adam_t;
+        t.iteration = r.iteration;
         Ok(t)
     }
 
     /// Writes the whole state of the run (weights, Adam moments and step, batch order and
-    /// generator) to `path`, atomically: [`Trainer::resume`] continues it bit for bit.
+    /// generator, settings and length) to `path`, atomically: [`Trainer::resume`] continues
+    /// it bit for bit.
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        let data = self.batcher.state();
-        let facts = [
-            ("iteration", self.iteration.to_string()),
-            ("adam_t", self.adam.t.to_string()),
-            ("lr", self.cfg.learning_rate().to_string()),
-            ("batch", self.cfg.batch.to_string()),
-            ("seed", self.cfg.seed.to_string()),
-            ("shuffle", self.cfg.shuffle.to_string()),
-            ("lr_schedule", self.cfg.schedule.name().to_string()),
-            ("length", self.cfg.length.to_string()),
-            ("train_count", data.order.len().to_string()),
-            ("data_pos", data.pos.to_string()),
-            ("data_epoch", data.epoch.to_string()),
-            (
-                "rng",
-                data.rng
-                    .iter()
-                    .map(|w| format!("{w:016x}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-        ];
-        let extras = [
-            (ckpt::ADAM_M, Data::F32(&self.adam.m)),
-            (ckpt::ADAM_V, Data::F32(&self.adam.v)),
-            (ckpt::ORDER, Data::U32(&data.order)),
-        ];
-        model_file::save(path, &self.model, "checkpoint", &facts, &extras)
+        let settings = Settings {
+            lr: self.cfg.learning_rate(),
+            schedule: self.cfg.schedule,
+            batch: self.cfg.batch,
+            seed: self.cfg.seed,
+            shuffle: self.cfg.shuffle,
+            length: Some(self.cfg.length),
+        };
+        checkpoint::save(
+            path,
+            &Snapshot {
+                model: &self.model,
+                settings,
+                iteration: self.iteration,
+                adam_t: self.adam.t,
+                m: &self.adam.m,
+                v: &self.adam.v,
+                data: self.batcher.state(),
+            },
+        )
     }
 
     /// The learning rate the last [`Trainer::step`] used.
@@ -422,26 +392,6 @@ impl Trainer {
         let (loss, correct) = self.model.loss(&mut self.ws, b);
         (loss, correct as f32 / b as f32)
     }
-}
-
-/// Refuses a file at `path` that is a plain model rather than a checkpoint: it has no
-/// optimizer state or batch order to resume from.
-pub fn expect_checkpoint(f: &Loaded, path: &Path) -> Result<()> {
-    if f.metadata.get("kind").map(String::as_str) != Some("checkpoint") {
-        return Err(Error::model(
-            path,
-            "is a model, not a checkpoint: use --init to start from its weights",
-        ));
-    }
-    Ok(())
-}
-
-fn parse_rng(s: &str) -> Option<[u64; 4]> {
-    let words: Vec<u64> = s
-        .split(',')
-        .map(|w| u64::from_str_radix(w, 16).ok())
-        .collect::<Option<_>>()?;
-    words.try_into().ok()
 }
 
 /// A progress report: the tutorial's line plus what a metrics file records.

@@ -27,7 +27,7 @@ use peak_alloc::{bounded, PeakAlloc};
 static ALLOCATOR: PeakAlloc = PeakAlloc;
 
 /// The extra tensors the CLI's `eval`/`predict` and `train --resume` accept.
-const CHECKPOINT_EXTRAS: [&str; 3] = ["adam.m", "adam.v", "data.order"];
+const CHECKPOINT_EXTRAS: [&str; 3] = mnist_mlp::checkpoint::EXTRAS;
 const TARGETS: [&str; 5] = ["idx_images", "idx_labels", "idx_gz", "model_file", "image"];
 
 fn files(dir: &Path) -> Vec<PathBuf> {

@@ -27,7 +27,7 @@ fn fails(args: &[&str], code: i32, needles: &[&str]) -> String {
 }
 
 fn params(path: &Path) -> Vec<f32> {
-    model_file::load(path, &["adam.m", "adam.v", "data.order"])
+    model_file::load(path, &mnist_mlp::checkpoint::EXTRAS)
         .unwrap()
         .model
         .params()
@@ -535,7 +535,7 @@ fn ctrl_c_checkpoints_and_exits_130() {
         err.contains("checkpoint written to") && err.contains("--resume"),
         "{err}"
     );
-    let f = model_file::load(&ck, &["adam.m", "adam.v", "data.order"]).unwrap();
+    let f = model_file::load(&ck, &mnist_mlp::checkpoint::EXTRAS).unwrap();
     assert_eq!(f.metadata["kind"], "checkpoint");
     assert!(f.metadata["iteration"].parse::<usize>().unwrap() >= 3);
 }
@@ -725,7 +725,7 @@ fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
         std::thread::sleep(std::time::Duration::from_micros(rng.below(30_000)));
         child.kill().unwrap();
         child.wait().unwrap();
-        let f = model_file::load(&ck, &["adam.m", "adam.v", "data.order"])
+        let f = model_file::load(&ck, &mnist_mlp::checkpoint::EXTRAS)
             .unwrap_or_else(|e| panic!("round {round}: the checkpoint does not load: {e}"));
         assert_eq!(f.metadata["kind"], "checkpoint");
         seen_iterations.push(f.metadata["iteration"].parse::<usize>().unwrap());
@@ -829,7 +829,7 @@ fn interrupted_run_resumes_with_the_printed_command_to_its_own_length() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(130), "{err}");
-    let stopped: usize = model_file::load(&ck, &["adam.m", "adam.v", "data.order"])
+    let stopped: usize = model_file::load(&ck, &mnist_mlp::checkpoint::EXTRAS)
         .unwrap()
         .metadata["iteration"]
         .parse()
@@ -853,7 +853,7 @@ fn interrupted_run_resumes_with_the_printed_command_to_its_own_length() {
         last.starts_with(&format!("Iteration {} ", total - 1)),
         "the resumed run stops at its own length, {total}: {last}"
     );
-    let f = model_file::load(&ck, &["adam.m", "adam.v", "data.order"]).unwrap();
+    let f = model_file::load(&ck, &mnist_mlp::checkpoint::EXTRAS).unwrap();
     assert_eq!(
         f.metadata["iteration"],
         total.to_string(),

@@ -17,8 +17,7 @@
 //! saves are compared like with like. A save writes each tensor from where it lives and the
 //! test evaluation runs in the training buffers, so neither adds more than a write buffer: the
 //! run's peak is its training floor (67 MiB here, 64 MiB of it the decompressed data set), and
-//! a leak raises that floor, and the peak with it. (Until saves were streamed, each one briefly
-//! took 17 MiB, which hid the 3.4 MiB the evaluation then allocated for itself.)
+//! a leak raises that floor, and the peak with it.
 
 mod common;
 
@@ -441,7 +440,7 @@ fn long_run_keeps_memory_flat_and_leaks_nothing() {
 
     // The final checkpoint is complete: the whole state of the last iteration, and `eval`
     // on it gives the accuracy the run printed.
-    let f = model_file::load(&ck, &["adam.m", "adam.v", "data.order"])
+    let f = model_file::load(&ck, &mnist_mlp::checkpoint::EXTRAS)
         .unwrap_or_else(|e| panic!("the final checkpoint does not load: {e}"));
     assert_eq!(f.metadata["kind"], "checkpoint");
     assert_eq!(f.metadata["iteration"], total.to_string());

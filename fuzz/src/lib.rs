@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-/// The extra tensors `eval`, `predict` and `train --resume` accept in a model file (the CLI's
-/// `MODEL_EXTRAS`, the checkpoint's training state).
-pub const CHECKPOINT_EXTRAS: [&str; 3] = ["adam.m", "adam.v", "data.order"];
+/// The extra tensors `eval`, `predict` and `train --resume` accept in a model file (the
+/// checkpoint's training state).
+pub const CHECKPOINT_EXTRAS: [&str; 3] = mnist_mlp::checkpoint::EXTRAS;
 
 /// Prefix of the scratch directories; the process id follows it.
 const SCRATCH_PREFIX: &str = "mnist-mlp-fuzz-";

@@ -12,9 +12,6 @@ use anyhow::Result;
 
 use args::{Cli, Command};
 
-/// Extra tensors a model file may carry: a checkpoint is a usable model too.
-pub const MODEL_EXTRAS: [&str; 3] = ["adam.m", "adam.v", "data.order"];
-
 /// Loads the model file of `eval`, `predict` or `train --init` within `limits`. `arch` (the
 /// `--arch` given) reads a plain safetensors file without our metadata; a file that names its
 /// architecture must agree with it.
@@ -24,7 +21,8 @@ pub fn load_model(
     limits: &mnist_mlp::limits::Limits,
 ) -> Result<mnist_mlp::model_file::Loaded> {
     let arch = arch.map(mnist_mlp::model::Arch::from);
-    let f = mnist_mlp::model_file::load_as(path, &MODEL_EXTRAS, limits, arch)?;
+    // A checkpoint is a usable model too: its extra tensors are allowed.
+    let f = mnist_mlp::model_file::load_as(path, &mnist_mlp::checkpoint::EXTRAS, limits, arch)?;
     if let Some(a) = arch.filter(|&a| a != f.model.arch()) {
         anyhow::bail!(
             "--arch {} conflicts with {} (a {} network)",

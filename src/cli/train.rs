@@ -7,18 +7,17 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use mnist_mlp::checkpoint;
 use mnist_mlp::data::{locate, Dataset, Split};
 use mnist_mlp::fsio::{check_writable, same_file, FileLock};
 use mnist_mlp::model::{Arch, DEFAULT_HIDDEN};
 use mnist_mlp::model_file::{self, join};
 use mnist_mlp::train::{
-    expect_checkpoint, run as run_training, Finished, Length, Plan, Progress, TrainConfig, Trainer,
+    run as run_training, Finished, Length, Plan, Progress, TrainConfig, Trainer,
 };
 
 use super::args::{TrainArgs, DEFAULT_CHECKPOINT_EVERY, DEFAULT_LOG_EVERY};
-use super::{
-    hide_bar, load_model, note_decompressed, set_threads, show_bar, signals, Out, MODEL_EXTRAS,
-};
+use super::{hide_bar, load_model, note_decompressed, set_threads, show_bar, signals, Out};
 
 /// Refuses outputs that would destroy the run's own inputs or each other, before any work:
 /// - any output on a data file the run reads (truncating a mapped file kills the run with
@@ -180,8 +179,9 @@ pub fn run(mut a: TrainArgs) -> Result<u8> {
     // Read within the limits and checked before the data; the trainer resumes from it.
     let resume = match &a.resume {
         Some(path) => {
-            let f = model_file::load_with(path, &MODEL_EXTRAS, &limits).context("resuming")?;
-            expect_checkpoint(&f, path).context("resuming")?;
+            let f =
+                model_file::load_with(path, &checkpoint::EXTRAS, &limits).context("resuming")?;
+            checkpoint::expect(&f, path).context("resuming")?;
             Some((path, f))
         }
         None => None,

@@ -5,7 +5,7 @@
 //! `unsafe` code below is sound for any arguments a caller can pass; a wrong shape is a bug in
 //! the caller and panics with the shapes involved.
 //!
-//! Where this CPU has a micro-kernel (AVX2+FMA on x86_64, NEON on aarch64) the product is the
+//! Where this CPU has a micro-kernel (AVX-512F or AVX2+FMA on x86_64, NEON on aarch64) the product is the
 //! blocked loop nest of `blocked` over it, split over the crate's thread [`pool`]; it keeps
 //! its packing buffers between calls, so the training loop allocates nothing. Elsewhere it is
 //! `matrixmultiply::sgemm`, which is also the oracle the kernels are tested against. Either way
