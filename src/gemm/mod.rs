@@ -762,6 +762,40 @@ mod tests {
         }
     }
 
+    /// A 2×2×2 product whose ReLU mask has one value too many.
+    fn product_with_a_long_mask<'a>(c: &'a mut [f32], mask: &'a [f32]) -> Product<'a> {
+        Product {
+            ta: Trans::No,
+            tb: Trans::No,
+            m: 2,
+            n: 2,
+            k: 2,
+            alpha: 1.0,
+            a: &[1.0; 4],
+            b: &[1.0; 4],
+            beta: 0.0,
+            c,
+            relu_mask: Some(mask),
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "relu_mask is not shaped like c")]
+    fn a_product_refuses_a_mask_not_shaped_like_c() {
+        product_with_a_long_mask(&mut [0.0; 4], &[1.0; 5]).run();
+    }
+
+    #[test]
+    #[should_panic(expected = "relu_mask is not shaped like c")]
+    fn a_pair_refuses_a_mask_not_shaped_like_c() {
+        let (mut c1, mut c2) = ([0.0; 4], [0.0; 4]);
+        let mask = [1.0; 5];
+        gemm_pair(
+            product_with_a_long_mask(&mut c1, &mask[..4]),
+            product_with_a_long_mask(&mut c2, &mask),
+        );
+    }
+
     #[test]
     fn empty_inner_dimension_scales_c() {
         let mut c = [1.0, -2.0];
