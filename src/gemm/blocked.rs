@@ -651,10 +651,55 @@ mod tests {
             assert_eq!(buf.len(), len);
             assert_eq!(buf.as_ptr(), first, "get({len}) reallocated");
         }
-        assert_eq!(first as usize % 64, 0, "not on a 64-byte boundary");
         assert!(s.0.len() <= 1000 + 16, "{} floats held for 1000", s.0.len());
         let grown = s.get(5000);
-        assert_eq!((grown.len(), grown.as_ptr() as usize % 64), (5000, 0));
+        assert_eq!(grown.len(), 5000);
+        // Small and large (the allocator maps those: a page plus its own header) buffers.
+        for len in [1, 1000, 5000, 1 << 17] {
+            let mut s = Aligned::default();
+            let at = s.get(len).as_ptr() as usize;
+            assert_eq!(
+                at % 64,
+                0,
+                "{len} floats at {at:#x}: not on a 64-byte boundary"
+            );
+        }
+    }
+
+    /// Products under PARALLEL_MIN_MACS multiply-adds are one unit (splitting them costs more
+    /// than it saves), larger ones one unit per thread (at most one per column of tiles).
+    #[test]
+    fn small_products_are_one_unit_and_large_ones_one_per_thread() {
+        let Some(&kern) = kernel::runnable().first() else {
+            return; // no kernel of our own on this CPU
+        };
+        let (a, b, mut c) = (vec![0.0; 64 * 64], vec![0.0; 64 * 64], vec![0.0; 64 * 64]);
+        // 64 × 64 × 64 is PARALLEL_MIN_MACS.
+        let large = Plan::new(
+            &kern,
+            (Trans::No, Trans::No),
+            (64, 64, 64),
+            1.0,
+            &a,
+            &b,
+            0.0,
+            &mut c,
+            None,
+        );
+        assert_eq!(large.units, pool::threads().min(large.b_panels));
+        let (a, c) = (&a[..63 * 64], &mut c[..63 * 64]);
+        let small = Plan::new(
+            &kern,
+            (Trans::No, Trans::No),
+            (63, 64, 64),
+            1.0,
+            a,
+            &b,
+            0.0,
+            c,
+            None,
+        );
+        assert_eq!(small.units, 1);
     }
 
     /// `op(x)[r0 + i, c0 + p]` read by the definition into `depth` groups of `width`.
