@@ -563,12 +563,25 @@ mod tests {
     /// Runs `test` (this test's own path) again in a new process of this test binary, alone,
     /// with `env` set: there nothing has started the pool or chosen a kernel yet. Returns
     /// true in that process (go on with the test), false in the one that started it (done).
+    /// Under `MNIST_MLP_TEST_RUNNER` (e.g. qemu-aarch64) the new process runs through it.
     fn in_fresh_process(test: &str, env: &[(&str, &str)]) -> bool {
         const CHILD: &str = "MNIST_MLP_TEST_FRESH_PROCESS";
         if std::env::var_os(CHILD).is_some() {
             return true;
         }
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
+        let exe = std::env::current_exe().unwrap();
+        // Through the emulator the tests run under, if any (as tests/common does).
+        let runner = std::env::var("MNIST_MLP_TEST_RUNNER").unwrap_or_default();
+        let mut words = runner.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut cmd = std::process::Command::new(program);
+                cmd.args(words).arg(exe);
+                cmd
+            }
+            None => std::process::Command::new(exe),
+        };
+        let out = cmd
             .args([test, "--exact", "--test-threads=1", "--nocapture"])
             .env(CHILD, "1")
             .env_remove(GEMM_ENV)
