@@ -666,6 +666,43 @@ mod tests {
         }
     }
 
+    /// A pair of non-empty products is one job of the pool: the calling thread then holds a
+    /// set of packing buffers for each unit of both products (two jobs in a row would use the
+    /// first set twice).
+    #[test]
+    fn a_pair_of_products_is_one_job() {
+        if !crate::gemm::has_native_kernel() {
+            return; // the fallback runs a pair as two products
+        }
+        // A thread of its own: its buffer sets start empty.
+        std::thread::spawn(|| {
+            let (a1, b1, mut c1) = (vec![1.0; 5 * 2], vec![1.0; 2 * 3], vec![0.0; 5 * 3]);
+            let (a2, b2, mut c2) = (vec![1.0; 4 * 7], vec![1.0; 7 * 6], vec![0.0; 4 * 6]);
+            let product = |(m, n, k), a, b, c| crate::gemm::Product {
+                ta: Trans::No,
+                tb: Trans::No,
+                m,
+                n,
+                k,
+                alpha: 1.0,
+                a,
+                b,
+                beta: 0.0,
+                c,
+                relu_mask: None,
+            };
+            crate::gemm::gemm_pair(
+                product((5, 3, 2), &a1, &b1, &mut c1),
+                product((4, 6, 7), &a2, &b2, &mut c2),
+            );
+            assert!(c1.iter().all(|&v| v == 2.0) && c2.iter().all(|&v| v == 7.0));
+            let sets = SCRATCH.with(|sets| sets.borrow().len());
+            assert_eq!(sets, 2, "one unit each, in one job: a set for each");
+        })
+        .join()
+        .unwrap();
+    }
+
     /// Products under PARALLEL_MIN_MACS multiply-adds are one unit (splitting them costs more
     /// than it saves), larger ones one unit per thread (at most one per column of tiles).
     #[test]
