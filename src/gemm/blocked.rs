@@ -413,15 +413,6 @@ pub(super) fn run(plans: &[Plan<'_>]) {
         if sets.len() < units {
             sets.resize_with(units, Scratch::default);
         }
-        // Full-size blocks whatever the shape: allocated once for good (pages that are never
-        // written cost no memory).
-        for (set, plan) in sets
-            .iter_mut()
-            .zip(plans.iter().flat_map(|p| (0..p.units).map(move |_| p)))
-        {
-            set.a.get(plan.kern.mc * plan.kern.kc);
-            set.b.get(plan.kern.nc * plan.kern.kc);
-        }
         let sets = pool::SharedMut::new(&mut sets[..units]);
         let job = |g: usize| {
             let (mut i, mut u) = (0, g);
@@ -501,6 +492,8 @@ unsafe fn band_product(
     let direct = |ir: usize| kern.any_a_strides && (ir + 1) * mr <= m;
     let (rows, cols) = (band.rows.clone(), band.cols.clone());
     {
+        // Full-size blocks whatever the shape: allocated once for good (pages that are never
+        // written cost no memory).
         let pa = s.a.get(kern.mc * kern.kc);
         let pb = s.b.get(kern.nc * kern.kc);
         for jc in cols.clone().step_by(nc_panels) {
