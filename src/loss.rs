@@ -135,4 +135,53 @@ mod tests {
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
         assert_eq!(count_correct(&[0.0, 1.0, 1.0, 0.0], &[1, 1], 2), 1);
     }
+
+    #[test]
+    fn count_correct_counts_every_row_whose_argmax_is_the_label() {
+        // (4, 3): rows pick classes 2, 0, 1, 2; the labels match rows 0, 1 and 3.
+        let z = [
+            0.1, 0.2, 0.9, //
+            5.0, -1.0, 0.0, //
+            0.0, 0.5, 0.25, //
+            -3.0, -2.0, -1.0,
+        ];
+        assert_eq!(count_correct(&z, &[2, 0, 2, 2], 3), 3);
+        assert_eq!(count_correct(&z, &[2, 0, 1, 2], 3), 4);
+        assert_eq!(count_correct(&z, &[0, 1, 0, 0], 3), 0);
+    }
+
+    /// `exp(z_c) / Σ exp(z)` against f64 on a row of mixed signs: one probability per logit,
+    /// in the logits' order, summing to 1.
+    #[test]
+    fn softmax_is_exp_over_the_sum_of_exps() {
+        let z = [1.0f32, 2.0, -0.5, 0.0, -3.0];
+        let p = softmax(&z);
+        assert_eq!(p.len(), z.len());
+        let sum: f64 = z.iter().map(|&v| f64::from(v).exp()).sum();
+        for (c, (&p, &v)) in p.iter().zip(&z).enumerate() {
+            let want = f64::from(v).exp() / sum;
+            assert!(
+                (f64::from(p) - want).abs() < 1e-6,
+                "class {c}: {p} vs {want}"
+            );
+        }
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+
+    /// Logits far past `exp`'s range (e^100 overflows f32) give the probabilities of their
+    /// differences: the row maximum is subtracted first.
+    #[test]
+    fn softmax_of_huge_logits_is_that_of_their_differences() {
+        let p = softmax(&[100.0, 101.0, 90.0]);
+        let q = softmax(&[0.0, 1.0, -10.0]);
+        assert!(p.iter().all(|v| v.is_finite()), "{p:?}");
+        for (a, b) in p.iter().zip(&q) {
+            assert!((a - b).abs() < 1e-6, "{p:?} vs {q:?}");
+        }
+        // 1 / (1 + e + e^-10) and e / (1 + e + e^-10).
+        assert!(
+            (q[0] - 0.268_938).abs() < 1e-5 && (q[1] - 0.731_050).abs() < 1e-5,
+            "{q:?}"
+        );
+    }
 }

@@ -387,6 +387,160 @@ pub fn mnist_sizes(hidden: &[usize]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idx::{Images, Labels};
+    use std::path::Path;
+
+    /// Pixels of the tiny images the evaluation tests use: 2×3.
+    const PIXELS: usize = 6;
+    /// Classes of the tiny test network (labels stay below the data set's 10).
+    const TINY_CLASSES: usize = 4;
+
+    /// A data set of 2×3 images held in memory, as the IDX files would hold it.
+    fn dataset(images: &[Vec<u8>], labels: &[u8]) -> Dataset {
+        let n = images.len() as u32;
+        let mut img = vec![0, 0, 8, 3];
+        for d in [n, 2, 3] {
+            img.extend_from_slice(&d.to_be_bytes());
+        }
+        img.extend(images.iter().flatten());
+        let mut lbl = vec![0, 0, 8, 1];
+        lbl.extend_from_slice(&n.to_be_bytes());
+        lbl.extend_from_slice(labels);
+        let name = Path::new("(test)");
+        Dataset::new(
+            Images::from_vec(name, img).unwrap(),
+            Labels::from_vec(name, lbl).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn random_images(n: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| (0..PIXELS).map(|_| rng.below(256) as u8).collect())
+            .collect()
+    }
+
+    /// A network of three layers, its initial parameters moved off the initial point so that
+    /// the biases are not all equal and logits and hidden units take both signs.
+    fn tiny_net(arch: Arch, seed: u64) -> Mlp {
+        let mut rng = Rng::new(seed);
+        let mut m = Mlp::new(arch, &[PIXELS, 8, 5, TINY_CLASSES], &mut rng).unwrap();
+        m.params_mut()
+            .iter_mut()
+            .for_each(|p| *p += 0.5 * rng.normal() as f32);
+        m
+    }
+
+    /// The forward pass as the equations read, in f64: `x ← relu?(W x + b)` layer by layer.
+    fn naive_logits(m: &Mlp, pixels: &[u8]) -> Vec<f64> {
+        let l = m.layout();
+        let mut x: Vec<f64> = pixels.iter().map(|&p| f64::from(p) / 255.0).collect();
+        for layer in 0..l.layers() {
+            let (i, o) = l.dims(layer);
+            let (w, b) = l.split(m.params(), layer);
+            let hidden = layer + 1 < l.layers();
+            x = (0..o)
+                .map(|r| {
+                    let wx: f64 = w[r * i..(r + 1) * i]
+                        .iter()
+                        .zip(&x)
+                        .map(|(&w, &x)| f64::from(w) * x)
+                        .sum();
+                    let z = wx + f64::from(b[r]);
+                    if m.arch() == Arch::Relu && hidden {
+                        z.max(0.0)
+                    } else {
+                        z
+                    }
+                })
+                .collect();
+        }
+        x
+    }
+
+    #[test]
+    fn each_arch_has_its_name_and_learning_rate() {
+        assert_eq!((Arch::Seed.name(), Arch::Relu.name()), ("seed", "relu"));
+        assert_eq!(Arch::Seed.default_lr(), 1e-4, "the tutorial's rate");
+        assert_eq!(Arch::Relu.default_lr(), 1e-3, "Adam's usual rate");
+    }
+
+    /// `logits_of` (one image through a workspace of one row) against the forward pass
+    /// computed by hand, for both architectures: the ReLU sits after the hidden layers only.
+    #[test]
+    fn logits_of_one_image_match_a_naive_forward_pass() {
+        let mut rng = Rng::new(4);
+        for arch in [Arch::Seed, Arch::Relu] {
+            let m = tiny_net(arch, 3);
+            let mut signs = (false, false);
+            for img in random_images(20, &mut rng) {
+                let got = m.logits_of(&img);
+                let want = naive_logits(&m, &img);
+                assert_eq!(got.len(), TINY_CLASSES, "{arch:?}: one logit per class");
+                for (c, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(g) - w).abs() < 1e-4 * (1.0 + w.abs()),
+                        "{arch:?} {img:?} class {c}: {g} vs naive {w}"
+                    );
+                    signs = (signs.0 || w < 0.0, signs.1 || w > 0.0);
+                }
+            }
+            // A ReLU wrongly applied to the logits would show on a negative one.
+            assert_eq!(signs, (true, true), "{arch:?}: logits of both signs");
+        }
+    }
+
+    /// `classify`, `evaluate` and `evaluate_in` see every row once, the last pass holding
+    /// fewer rows than the workspace, and agree with `logits_of` row by row.
+    #[test]
+    fn classify_and_evaluate_see_every_row_including_a_last_partial_batch() {
+        let m = tiny_net(Arch::Relu, 8);
+        let mut rng = Rng::new(6);
+        // One pass of EVAL_BATCH rows, then a partial one of 3.
+        let n = EVAL_BATCH + 3;
+        let images = random_images(n, &mut rng);
+        let classes: Vec<u8> = images
+            .iter()
+            .map(|img| argmax(&m.logits_of(img)) as u8)
+            .collect();
+        let picked = (0..TINY_CLASSES as u8).filter(|c| classes.contains(c));
+        assert!(
+            picked.count() >= 3,
+            "the test network picks too few classes"
+        );
+        // Right for two rows in three, wrong for the others: neither 0, 1 nor all.
+        let labels: Vec<u8> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| if i % 3 == 0 { (c + 1) % 4 } else { c })
+            .collect();
+        let right = n - n.div_ceil(3);
+        let ds = dataset(&images, &labels);
+        assert_eq!(m.classify(&ds).unwrap(), classes);
+        assert_eq!(m.evaluate(&ds).unwrap(), right);
+        for rows in [1, 7, EVAL_BATCH, n] {
+            let mut ws = Workspace::new(m.layout(), rows);
+            assert_eq!(
+                m.evaluate_in(&mut ws, &ds).unwrap(),
+                right,
+                "{rows} rows per pass"
+            );
+        }
+        // A set smaller than EVAL_BATCH is one pass of its own size.
+        let small = dataset(&images[..10], &labels[..10]);
+        assert_eq!(m.classify(&small).unwrap(), classes[..10]);
+        assert_eq!(m.evaluate(&small).unwrap(), 10 - 4);
+    }
+
+    /// Images of another size are refused before any pass.
+    #[test]
+    fn evaluation_refuses_images_of_another_size() {
+        let m = Mlp::new(Arch::Relu, &[PIXELS + 1, 3, 2], &mut Rng::new(1)).unwrap();
+        let ds = dataset(&random_images(3, &mut Rng::new(2)), &[0, 1, 0]);
+        let e = m.evaluate(&ds).unwrap_err().to_string();
+        assert!(e.contains("network takes 7 inputs"), "{e}");
+        assert!(m.classify(&ds).is_err());
+    }
 
     #[test]
     fn layout_carves_the_buffer_in_pytorch_order() {

@@ -178,6 +178,64 @@ mod tests {
         assert_eq!(adam.t, 2);
     }
 
+    /// Adam's update one parameter at a time, flush included, as the equations read.
+    fn reference_step(adam: &Adam, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let lr_t = adam.step_size(adam.t);
+        let (c1, c2) = (1.0 - adam.beta1, 1.0 - adam.beta2);
+        for i in 0..p.len() {
+            m[i] = flush(m[i] + (g[i] - m[i]) * c1);
+            v[i] = flush(v[i] + (g[i] * g[i] - v[i]) * c2);
+            p[i] -= lr_t * m[i] / (v[i].sqrt() + adam.eps);
+        }
+    }
+
+    /// Past one chunk: two whole chunks and a partial third, each parameter updated once per
+    /// step with its own gradient, bit for bit as one loop over all of them would.
+    #[test]
+    fn every_chunk_is_updated_like_one_loop_over_all_parameters() {
+        let n = 2 * CHUNK + 1000;
+        let mut rng = crate::rng::Rng::new(5);
+        let mut adam = Adam::new(n, 1e-2);
+        let mut p: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+        let (mut p_ref, mut m_ref, mut v_ref) = (p.clone(), vec![0.0f32; n], vec![0.0f32; n]);
+        for step in 0..3 {
+            let g: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+            adam.step(&mut p, &g);
+            reference_step(&adam, &mut p_ref, &g, &mut m_ref, &mut v_ref);
+            for (name, got, want) in [
+                ("p", &p, &p_ref),
+                ("m", &adam.m, &m_ref),
+                ("v", &adam.v, &v_ref),
+            ] {
+                if let Some(i) = (0..n).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+                    panic!(
+                        "step {step}: {name}[{i}] (chunk {}) is {} but should be {}",
+                        i / CHUNK,
+                        got[i],
+                        want[i]
+                    );
+                }
+            }
+        }
+    }
+
+    /// The flush takes exactly the subnormals: the smallest normal float stays as it is.
+    #[test]
+    fn flush_zeroes_subnormals_and_keeps_the_smallest_normal() {
+        let largest_subnormal = f32::from_bits(0x007f_ffff);
+        for x in [f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1.0, -2.5e-20] {
+            assert_eq!(flush(x).to_bits(), x.to_bits(), "{x:e} is normal");
+        }
+        for x in [
+            largest_subnormal,
+            -largest_subnormal,
+            f32::from_bits(1),
+            0.0,
+        ] {
+            assert_eq!(flush(x), 0.0, "{x:e} is subnormal");
+        }
+    }
+
     /// A unit that stops learning: one step with gradients, then 2000 with none. Its first
     /// moment decays by 0.9 a step through the subnormal range (from step ~830); flushed, it
     /// ends exactly 0, and the weights are bit for bit those of the update without flushing.

@@ -413,15 +413,6 @@ pub(super) fn run(plans: &[Plan<'_>]) {
         if sets.len() < units {
             sets.resize_with(units, Scratch::default);
         }
-        // Full-size blocks whatever the shape: allocated once for good (pages that are never
-        // written cost no memory).
-        for (set, plan) in sets
-            .iter_mut()
-            .zip(plans.iter().flat_map(|p| (0..p.units).map(move |_| p)))
-        {
-            set.a.get(plan.kern.mc * plan.kern.kc);
-            set.b.get(plan.kern.nc * plan.kern.kc);
-        }
         let sets = pool::SharedMut::new(&mut sets[..units]);
         let job = |g: usize| {
             let (mut i, mut u) = (0, g);
@@ -501,6 +492,8 @@ unsafe fn band_product(
     let direct = |ir: usize| kern.any_a_strides && (ir + 1) * mr <= m;
     let (rows, cols) = (band.rows.clone(), band.cols.clone());
     {
+        // Full-size blocks whatever the shape: allocated once for good (pages that are never
+        // written cost no memory).
         let pa = s.a.get(kern.mc * kern.kc);
         let pb = s.b.get(kern.nc * kern.kc);
         for jc in cols.clone().step_by(nc_panels) {
@@ -607,6 +600,288 @@ unsafe fn tile(
             } else {
                 alpha * v + beta * *o
             };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::{gemm_fallback, kernel};
+    use crate::rng::Rng;
+
+    fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
+        (0..len).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect()
+    }
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Each kernel this CPU runs, and the same kernel made to take `a` packed as NEON does
+    /// (so x86 tests the packed path for whole panels too).
+    fn kernels() -> Vec<Kernel> {
+        kernel::runnable()
+            .into_iter()
+            .flat_map(|k| {
+                [
+                    k,
+                    Kernel {
+                        any_a_strides: false,
+                        ..k
+                    },
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scratch_is_aligned_kept_between_calls_and_one_cache_line_over() {
+        let mut s = Aligned::default();
+        let first = s.get(1000).as_ptr();
+        for len in [1000, 10, 999, 0] {
+            let buf = s.get(len);
+            assert_eq!(buf.len(), len);
+            assert_eq!(buf.as_ptr(), first, "get({len}) reallocated");
+        }
+        assert!(s.0.len() <= 1000 + 16, "{} floats held for 1000", s.0.len());
+        let grown = s.get(5000);
+        assert_eq!(grown.len(), 5000);
+        // Small and large (the allocator maps those: a page plus its own header) buffers.
+        for len in [1, 1000, 5000, 1 << 17] {
+            let mut s = Aligned::default();
+            let at = s.get(len).as_ptr() as usize;
+            assert_eq!(
+                at % 64,
+                0,
+                "{len} floats at {at:#x}: not on a 64-byte boundary"
+            );
+        }
+    }
+
+    /// A pair of non-empty products is one job of the pool: the calling thread then holds a
+    /// set of packing buffers for each unit of both products (two jobs in a row would use the
+    /// first set twice).
+    #[test]
+    fn a_pair_of_products_is_one_job() {
+        if !crate::gemm::has_native_kernel() {
+            return; // the fallback runs a pair as two products
+        }
+        // A thread of its own: its buffer sets start empty.
+        std::thread::spawn(|| {
+            let (a1, b1, mut c1) = (vec![1.0; 5 * 2], vec![1.0; 2 * 3], vec![0.0; 5 * 3]);
+            let (a2, b2, mut c2) = (vec![1.0; 4 * 7], vec![1.0; 7 * 6], vec![0.0; 4 * 6]);
+            let product = |(m, n, k), a, b, c| crate::gemm::Product {
+                ta: Trans::No,
+                tb: Trans::No,
+                m,
+                n,
+                k,
+                alpha: 1.0,
+                a,
+                b,
+                beta: 0.0,
+                c,
+                relu_mask: None,
+            };
+            crate::gemm::gemm_pair(
+                product((5, 3, 2), &a1, &b1, &mut c1),
+                product((4, 6, 7), &a2, &b2, &mut c2),
+            );
+            assert!(c1.iter().all(|&v| v == 2.0) && c2.iter().all(|&v| v == 7.0));
+            let sets = SCRATCH.with(|sets| sets.borrow().len());
+            assert_eq!(sets, 2, "one unit each, in one job: a set for each");
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Products under PARALLEL_MIN_MACS multiply-adds are one unit (splitting them costs more
+    /// than it saves), larger ones one unit per thread (at most one per column of tiles).
+    #[test]
+    fn small_products_are_one_unit_and_large_ones_one_per_thread() {
+        let Some(&kern) = kernel::runnable().first() else {
+            return; // no kernel of our own on this CPU
+        };
+        let (a, b, mut c) = (vec![0.0; 64 * 64], vec![0.0; 64 * 64], vec![0.0; 64 * 64]);
+        // 64 × 64 × 64 is PARALLEL_MIN_MACS.
+        let large = Plan::new(
+            &kern,
+            (Trans::No, Trans::No),
+            (64, 64, 64),
+            1.0,
+            &a,
+            &b,
+            0.0,
+            &mut c,
+            None,
+        );
+        assert_eq!(large.units, pool::threads().min(large.b_panels));
+        let (a, c) = (&a[..63 * 64], &mut c[..63 * 64]);
+        let small = Plan::new(
+            &kern,
+            (Trans::No, Trans::No),
+            (63, 64, 64),
+            1.0,
+            a,
+            &b,
+            0.0,
+            c,
+            None,
+        );
+        assert_eq!(small.units, 1);
+    }
+
+    /// `op(x)[r0 + i, c0 + p]` read by the definition into `depth` groups of `width`.
+    fn naive_pack(op: &Operand<'_>, r0: usize, c0: usize, depth: usize, width: usize) -> Vec<f32> {
+        let mut out = vec![0.0; depth * width];
+        for p in 0..depth {
+            for i in (0..width).filter(|i| r0 + i < op.rows) {
+                let (r, c) = (r0 + i, c0 + p);
+                out[p * width + i] = match op.trans {
+                    Trans::No => op.data[r * op.cols + c],
+                    Trans::Yes => op.data[c * op.rows + r],
+                };
+            }
+        }
+        out
+    }
+
+    /// Both layouts, panels of every kernel's widths, blocks of 8 rows and the rows after
+    /// them, depths with and without a tail past a multiple of 8, a last panel past the last
+    /// row (zero-padded): the dispatched copy and the portable one against the definition.
+    #[test]
+    fn packing_copies_each_panel_and_zero_pads_past_the_last_row() {
+        let (rows, cols) = (21, 19);
+        let data = random(rows * cols, &mut Rng::new(9));
+        for trans in [Trans::No, Trans::Yes] {
+            let op = Operand {
+                data: &data,
+                trans,
+                rows,
+                cols,
+            };
+            for width in [6, 8, 16, 32] {
+                for (r0, c0, depth) in [(0, 0, 19), (8, 3, 16), (16, 2, 17), (20, 18, 1)] {
+                    let want = naive_pack(&op, r0, c0, depth, width);
+                    let mut dispatched = vec![f32::NAN; depth * width];
+                    op.pack(&mut dispatched, r0, c0, depth, width);
+                    let mut portable = vec![f32::NAN; depth * width];
+                    op.pack_loops::<false>(&mut portable, r0, c0, depth, width);
+                    let case =
+                        format!("{trans:?} rows {r0}.. of width {width}, cols {c0}..+{depth}");
+                    assert_eq!(bits(&dispatched), bits(&want), "dispatched copy, {case}");
+                    assert_eq!(bits(&portable), bits(&want), "portable copy, {case}");
+                }
+            }
+        }
+    }
+
+    /// The shapes of the split tests: split by rows (tall), by columns (wide), several depth
+    /// blocks, edge tiles on both sides; every transpose.
+    const SPLIT_SHAPES: [(usize, usize, usize); 3] = [(100, 37, 30), (23, 150, 30), (50, 66, 600)];
+
+    /// However many units a product is cut into, each tile of `c` is computed once, by the
+    /// same arithmetic: the bits of one unit (with beta ≠ 0, a tile computed twice would be
+    /// scaled twice), which match the fallback.
+    #[test]
+    fn any_number_of_units_gives_the_bits_of_one() {
+        let mut rng = Rng::new(23);
+        for kern in kernels() {
+            for (m, n, k) in SPLIT_SHAPES {
+                for (ta, tb) in [(Trans::No, Trans::Yes), (Trans::Yes, Trans::No)] {
+                    let (a, b, c0) = (
+                        random(m * k, &mut rng),
+                        random(k * n, &mut rng),
+                        random(m * n, &mut rng),
+                    );
+                    let product = |units: usize| {
+                        let mut c = c0.clone();
+                        let mut plan =
+                            Plan::new(&kern, (ta, tb), (m, n, k), 0.5, &a, &b, -1.5, &mut c, None);
+                        plan.units = units;
+                        run(&[plan]);
+                        c
+                    };
+                    let one = product(1);
+                    let mut oracle = c0.clone();
+                    gemm_fallback(ta, tb, m, n, k, 0.5, &a, &b, -1.5, &mut oracle);
+                    let case = format!("{} {ta:?}{tb:?} {m}×{n}×{k}", kern.name);
+                    for (idx, (x, y)) in one.iter().zip(&oracle).enumerate() {
+                        assert!(
+                            (x - y).abs() <= 1e-5 * k as f32,
+                            "{case} [{idx}]: {x} vs {y}"
+                        );
+                    }
+                    for units in 2..=7 {
+                        assert_eq!(bits(&product(units)), bits(&one), "{case} in {units} units");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Two products in one job, each cut into several units: the units of the pair map to
+    /// every band of both products once, as two separate jobs would.
+    #[test]
+    fn a_pair_in_one_job_computes_every_band_of_both() {
+        let mut rng = Rng::new(29);
+        let kern = kernels()[0];
+        let [(m1, n1, k1), (m2, n2, k2), _] = SPLIT_SHAPES;
+        let (a1, b1, c1) = (
+            random(m1 * k1, &mut rng),
+            random(k1 * n1, &mut rng),
+            random(m1 * n1, &mut rng),
+        );
+        let (a2, b2, c2) = (
+            random(m2 * k2, &mut rng),
+            random(k2 * n2, &mut rng),
+            random(m2 * n2, &mut rng),
+        );
+        let mask = random(m2 * n2, &mut rng);
+        let ops = (Trans::No, Trans::No);
+        let epilogue = Some(Epilogue::ReluGrad { mask: &mask });
+        let (mut s1, mut s2) = (c1.clone(), c2.clone());
+        run(&[Plan::new(
+            &kern,
+            ops,
+            (m1, n1, k1),
+            1.0,
+            &a1,
+            &b1,
+            2.0,
+            &mut s1,
+            None,
+        )]);
+        run(&[Plan::new(
+            &kern,
+            ops,
+            (m2, n2, k2),
+            1.0,
+            &a2,
+            &b2,
+            2.0,
+            &mut s2,
+            epilogue,
+        )]);
+        for (u1, u2) in [(1, 1), (1, 3), (3, 1), (2, 5), (4, 4)] {
+            let (mut p1, mut p2) = (c1.clone(), c2.clone());
+            let mut first = Plan::new(&kern, ops, (m1, n1, k1), 1.0, &a1, &b1, 2.0, &mut p1, None);
+            let mut second = Plan::new(
+                &kern,
+                ops,
+                (m2, n2, k2),
+                1.0,
+                &a2,
+                &b2,
+                2.0,
+                &mut p2,
+                epilogue,
+            );
+            (first.units, second.units) = (u1, u2);
+            run(&[first, second]);
+            assert_eq!(bits(&p1), bits(&s1), "first product, units {u1} + {u2}");
+            assert_eq!(bits(&p2), bits(&s2), "second product, units {u1} + {u2}");
         }
     }
 }

@@ -64,6 +64,25 @@ pub fn select() -> Option<Kernel> {
     None
 }
 
+/// Every kernel this CPU can run, the one [`select`] picks first: tests run them all, so a
+/// CPU with AVX-512 still tests the AVX2 kernel.
+#[cfg(test)]
+pub fn runnable() -> Vec<Kernel> {
+    #[allow(unused_mut)]
+    let mut all = Vec::new();
+    #[cfg(all(target_arch = "x86_64", mnist_mlp_avx512))]
+    if is_x86_feature_detected!("avx512f") {
+        all.push(x86::AVX512_8X32);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        all.push(x86::AVX2_6X16);
+    }
+    #[cfg(target_arch = "aarch64")]
+    all.push(neon::NEON_8X8);
+    all
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Kernel;
@@ -272,6 +291,29 @@ mod neon {
                 }
                 vst1q_f32(ci.add(4 * h), out);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_picks_the_widest_kernel_this_cpu_runs() {
+        let all = runnable();
+        assert_eq!(select().map(|k| k.name), all.first().map(|k| k.name));
+        for k in &all {
+            assert!(
+                k.mr * k.nr <= MAX_TILE,
+                "{}: an edge tile overflows",
+                k.name
+            );
+            assert!(
+                k.mc % k.mr == 0 && k.nc % k.nr == 0,
+                "{}: blocks of whole panels",
+                k.name
+            );
         }
     }
 }

@@ -560,6 +560,255 @@ mod tests {
         }
     }
 
+    /// Runs `test` (this test's own path) again in a new process of this test binary, alone,
+    /// with `env` set: there nothing has started the pool or chosen a kernel yet. Returns
+    /// true in that process (go on with the test), false in the one that started it (done).
+    /// Under `MNIST_MLP_TEST_RUNNER` (e.g. qemu-aarch64) the new process runs through it.
+    fn in_fresh_process(test: &str, env: &[(&str, &str)]) -> bool {
+        const CHILD: &str = "MNIST_MLP_TEST_FRESH_PROCESS";
+        if std::env::var_os(CHILD).is_some() {
+            return true;
+        }
+        let exe = std::env::current_exe().unwrap();
+        // Through the emulator the tests run under, if any (as tests/common does).
+        let runner = std::env::var("MNIST_MLP_TEST_RUNNER").unwrap_or_default();
+        let mut words = runner.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut cmd = std::process::Command::new(program);
+                cmd.args(words).arg(exe);
+                cmd
+            }
+            None => std::process::Command::new(exe),
+        };
+        let out = cmd
+            .args([test, "--exact", "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .env_remove(GEMM_ENV)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{test} in a fresh process with {env:?}:\n{text}"
+        );
+        false
+    }
+
+    /// Before the pool starts the count is clamped to 1..=MAX_THREADS and handed to the
+    /// fallback too; once it runs, the count is fixed and a new one is refused.
+    #[test]
+    fn thread_count_is_clamped_then_fixed_once_the_pool_runs() {
+        if !in_fresh_process(
+            "gemm::tests::thread_count_is_clamped_then_fixed_once_the_pool_runs",
+            &[],
+        ) {
+            return;
+        }
+        assert_eq!(set_threads(0), Some(1));
+        assert_eq!(set_threads(MAX_THREADS + 3), Some(MAX_THREADS));
+        assert_eq!(set_threads(3), Some(3));
+        assert_eq!(std::env::var("MATMUL_NUM_THREADS").as_deref(), Ok("3"));
+        assert_eq!(
+            crate::pool::threads(),
+            3,
+            "the pool starts with the count set"
+        );
+        assert_eq!(set_threads(2), None, "the pool already runs");
+        assert_eq!(crate::pool::threads(), 3);
+    }
+
+    /// Without `MNIST_MLP_GEMM=fallback` the products run on this CPU's kernel, if it has one.
+    #[test]
+    fn the_kernel_this_cpu_has_is_the_one_used() {
+        if std::env::var(GEMM_ENV).as_deref() == Ok("fallback") {
+            return; // the variable is tested in the next test
+        }
+        match kernel::select() {
+            Some(k) => {
+                assert!(has_native_kernel(), "{} is not used", k.name);
+                assert_eq!(kernel_name(), k.name);
+            }
+            None => {
+                assert!(!has_native_kernel());
+                assert_eq!(kernel_name(), "matrixmultiply (fallback)");
+            }
+        }
+    }
+
+    /// `MNIST_MLP_GEMM=fallback` puts every product on matrixmultiply, with the same results.
+    #[test]
+    fn the_environment_variable_forces_the_fallback() {
+        let name = "gemm::tests::the_environment_variable_forces_the_fallback";
+        if !in_fresh_process(name, &[(GEMM_ENV, "fallback")]) {
+            return;
+        }
+        assert!(!has_native_kernel());
+        assert_eq!(kernel_name(), "matrixmultiply (fallback)");
+        let mut rng = Rng::new(3);
+        let (m, n, k) = (13, 11, 17);
+        let (a, b, bias) = (
+            random(m * k, &mut rng),
+            random(n * k, &mut rng),
+            random(n, &mut rng),
+        );
+        let mut fast = vec![0.0; m * n];
+        gemm_bias(
+            Trans::No,
+            Trans::Yes,
+            m,
+            n,
+            k,
+            &a,
+            &b,
+            &bias,
+            true,
+            &mut fast,
+        );
+        let mut slow = vec![0.0; m * n];
+        gemm_naive(Trans::No, Trans::Yes, m, n, k, 1.0, &a, &b, 0.0, &mut slow);
+        for (row, (f, s)) in fast
+            .chunks_exact(n)
+            .zip(slow.chunks_exact_mut(n))
+            .enumerate()
+        {
+            bias_relu(s, &bias, true);
+            for (x, y) in f.iter().zip(s.iter()) {
+                assert!((x - y).abs() < 1e-5, "row {row}: {x} vs {y}");
+            }
+        }
+    }
+
+    /// Products with no rows or no columns write nothing (and reach no kernel), whatever
+    /// their depth; an empty sum is `beta · c`.
+    #[test]
+    fn products_with_an_empty_side_are_no_ops() {
+        for (m, n, k) in [(0, 5, 3), (4, 0, 3), (0, 0, 2), (0, 5, 0)] {
+            let (a, b) = (vec![1.0; m * k], vec![1.0; k * n]);
+            let mut c = vec![7.0; m * n];
+            gemm(Trans::No, Trans::No, m, n, k, 1.0, &a, &b, 0.0, &mut c);
+            gemm(Trans::Yes, Trans::Yes, m, n, k, 1.0, &a, &b, 2.0, &mut c);
+            gemm_fallback(Trans::No, Trans::Yes, m, n, k, 1.0, &a, &b, 0.0, &mut c);
+            // (Not gemm_bias with n == 0: its fallback arm panics in chunks_exact_mut(0). No
+            // layer has 0 outputs, so the library never asks for it.)
+            if n > 0 {
+                let bias = vec![1.0; n];
+                gemm_bias(Trans::No, Trans::No, m, n, k, &a, &b, &bias, true, &mut c);
+            }
+            assert!(c.is_empty(), "{m}×{n}×{k}");
+        }
+    }
+
+    /// A pair where either product is empty (no rows, no columns or no depth) gives the bits
+    /// of two separate calls, like any other pair.
+    #[test]
+    fn a_pair_with_an_empty_product_matches_two_calls() {
+        let mut rng = Rng::new(17);
+        let shapes = [(0, 5, 3), (4, 0, 3), (4, 5, 0), (6, 20, 9)];
+        for &(m1, n1, k1) in &shapes {
+            for &(m2, n2, k2) in &shapes {
+                let (a1, b1) = (random(m1 * k1, &mut rng), random(k1 * n1, &mut rng));
+                let (a2, b2) = (random(m2 * k2, &mut rng), random(k2 * n2, &mut rng));
+                let (c1, c2) = (random(m1 * n1, &mut rng), random(m2 * n2, &mut rng));
+                let mask = random(m2 * n2, &mut rng);
+                let (mut p1, mut p2) = (c1.clone(), c2.clone());
+                let product = |m, n, k, a, b, c, relu_mask| Product {
+                    ta: Trans::No,
+                    tb: Trans::Yes,
+                    m,
+                    n,
+                    k,
+                    alpha: 0.5,
+                    a,
+                    b,
+                    beta: 2.0,
+                    c,
+                    relu_mask,
+                };
+                gemm_pair(
+                    product(m1, n1, k1, &a1, &b1, &mut p1, None),
+                    product(m2, n2, k2, &a2, &b2, &mut p2, Some(&mask)),
+                );
+                let (mut s1, mut s2) = (c1.clone(), c2.clone());
+                gemm(
+                    Trans::No,
+                    Trans::Yes,
+                    m1,
+                    n1,
+                    k1,
+                    0.5,
+                    &a1,
+                    &b1,
+                    2.0,
+                    &mut s1,
+                );
+                gemm(
+                    Trans::No,
+                    Trans::Yes,
+                    m2,
+                    n2,
+                    k2,
+                    0.5,
+                    &a2,
+                    &b2,
+                    2.0,
+                    &mut s2,
+                );
+                relu_grad(&mut s2, &mask);
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&p1),
+                    bits(&s1),
+                    "first of {m1}×{n1}×{k1}, {m2}×{n2}×{k2}"
+                );
+                assert_eq!(
+                    bits(&p2),
+                    bits(&s2),
+                    "second of {m1}×{n1}×{k1}, {m2}×{n2}×{k2}"
+                );
+            }
+        }
+    }
+
+    /// A 2×2×2 product whose ReLU mask has one value too many.
+    fn product_with_a_long_mask<'a>(c: &'a mut [f32], mask: &'a [f32]) -> Product<'a> {
+        Product {
+            ta: Trans::No,
+            tb: Trans::No,
+            m: 2,
+            n: 2,
+            k: 2,
+            alpha: 1.0,
+            a: &[1.0; 4],
+            b: &[1.0; 4],
+            beta: 0.0,
+            c,
+            relu_mask: Some(mask),
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "relu_mask is not shaped like c")]
+    fn a_product_refuses_a_mask_not_shaped_like_c() {
+        product_with_a_long_mask(&mut [0.0; 4], &[1.0; 5]).run();
+    }
+
+    #[test]
+    #[should_panic(expected = "relu_mask is not shaped like c")]
+    fn a_pair_refuses_a_mask_not_shaped_like_c() {
+        let (mut c1, mut c2) = ([0.0; 4], [0.0; 4]);
+        let mask = [1.0; 5];
+        gemm_pair(
+            product_with_a_long_mask(&mut c1, &mask[..4]),
+            product_with_a_long_mask(&mut c2, &mask),
+        );
+    }
+
     #[test]
     fn empty_inner_dimension_scales_c() {
         let mut c = [1.0, -2.0];
