@@ -79,6 +79,7 @@ for f in "${files[@]}"; do args+=(--file "$f"); done
 
 SECONDS=0
 status=0
+rm -rf target/mutants.out target/mutants.out.old # no outcomes of an earlier run read as these
 cargo mutants "${args[@]}" || status=$?
 # 0: all caught; 2: some missed; 3: some timed out (a hang is a caught bug here). Anything else
 # (1 usage, 4 baseline tests fail, ...) means no verdict on the mutants.
@@ -87,6 +88,11 @@ case $status in
   *) echo "mutants: cargo-mutants failed (exit $status): see target/mutants.out/" >&2; exit "$status" ;;
 esac
 
+if [[ ! -f target/mutants.out/outcomes.json ]]; then
+  # cargo-mutants stops before testing when the diff is empty or touches no mutant.
+  echo "mutants: no mutants to test${in_diff:+ on the lines of $in_diff}"
+  exit 0
+fi
 python3 - scripts/mutants-equivalent.txt target/mutants.out/outcomes.json "$SECONDS" <<'EOF'
 import json, re, sys
 
