@@ -491,12 +491,33 @@ fn a_failed_write_leaves_the_previous_model_and_no_temporary() {
     assert_eq!(left.len(), 1, "a temporary file was left behind: {left:?}");
 }
 
+/// Runs `mnist-mlp ARGS` with piped output, waits for three lines of its stdout (training is
+/// under way), sends it `signal` and waits for it: the third line and the whole output.
+fn interrupted(args: &[&str], signal: libc::c_int) -> (String, std::process::Output) {
+    let mut child = bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    for _ in 0..3 {
+        line.clear();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    }
+    // SAFETY: kill(2) on our own child's pid, which stays valid until we wait for it.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    (line, child.wait_with_output().unwrap())
+}
+
 #[test]
 fn ctrl_c_checkpoints_and_exits_130() {
     let (data, tmp) = setup();
     let ck = tmp.path().join("ck");
-    let mut child = bin()
-        .args([
+    let (line, out) = interrupted(
+        &[
             "train",
             "--data",
             data.path().to_str().unwrap(),
@@ -504,31 +525,16 @@ fn ctrl_c_checkpoints_and_exits_130() {
             "100000",
             "--log-every",
             "1",
-        ])
-        .args([
             "--batch",
             "32",
             "--checkpoint",
             ck.to_str().unwrap(),
             "--checkpoint-every",
             "100000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for training to be under way.
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    for _ in 0..3 {
-        line.clear();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    }
+        ],
+        libc::SIGINT,
+    );
     assert!(line.starts_with("Iteration"), "{line}");
-    // SAFETY: kill(2) on our own child's pid, which stays valid until we wait for it.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
-    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(
@@ -546,31 +552,22 @@ fn ctrl_c_checkpoints_and_exits_130() {
 fn sigterm_checkpoints_and_exits_143() {
     let (data, tmp) = setup();
     let ck = tmp.path().join("ck");
-    let mut child = bin()
-        .args(["train", "--data", data.path().to_str().unwrap()])
-        .args([
+    let (_, out) = interrupted(
+        &[
+            "train",
+            "--data",
+            data.path().to_str().unwrap(),
             "--iterations",
             "100000",
             "--log-every",
             "1",
             "--batch",
             "32",
-        ])
-        .args(["--checkpoint", ck.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    for _ in 0..3 {
-        line.clear();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    }
-    // SAFETY: kill(2) on our own child's pid, which stays valid until we wait for it.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
-    let out = child.wait_with_output().unwrap();
+            "--checkpoint",
+            ck.to_str().unwrap(),
+        ],
+        libc::SIGTERM,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{err}");
     assert!(err.contains("checkpoint written to"), "{err}");
@@ -800,33 +797,31 @@ fn interrupted_run_resumes_with_the_printed_command_to_its_own_length() {
     let total = 5000;
     // A small network, a line per iteration: the child blocks on the full stdout pipe a few
     // hundred iterations in, so the interrupt lands long before the end.
-    let mut child = bin()
-        .args(["train", "--data", data.path().to_str().unwrap()])
-        .args(["--iterations", &total.to_string(), "--log-every", "1"])
-        .args(["--batch", "16", "--hidden", "16", "--arch", "relu"])
-        .args([
+    let total_s = total.to_string();
+    let (_, out) = interrupted(
+        &[
+            "train",
+            "--data",
+            data.path().to_str().unwrap(),
+            "--iterations",
+            &total_s,
+            "--log-every",
+            "1",
+            "--batch",
+            "16",
+            "--hidden",
+            "16",
+            "--arch",
+            "relu",
             "--checkpoint",
             ck.to_str().unwrap(),
             "--checkpoint-every",
             "100000",
-        ])
-        .args(["--save", model.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    for _ in 0..3 {
-        line.clear();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    }
-    // SAFETY: kill(2) on our own child's pid, which stays valid until we wait for it.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
+            "--save",
+            model.to_str().unwrap(),
+        ],
+        libc::SIGINT,
     );
-    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(130), "{err}");
     let stopped: usize = model_file::load(&ck, &mnist_mlp::checkpoint::EXTRAS)
