@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::data::{Dataset, CLASSES};
 use crate::error::Result;
-use crate::gemm::{gemm, gemm_fallback, Trans};
+use crate::gemm::{Operand, Product, Trans};
 use crate::idx::{Images, Labels};
 use crate::model::{mnist_sizes, Arch, Mlp, INPUT};
 use crate::rng::Rng;
@@ -283,15 +283,25 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
         let a: Vec<f32> = (0..m * k).map(|_| rng.uniform() as f32).collect();
         let b: Vec<f32> = (0..k * n).map(|_| rng.uniform() as f32).collect();
         let mut c = vec![0.0; m * n];
+        let (a, b) = (
+            Operand {
+                data: &a,
+                trans: ta,
+            },
+            Operand {
+                data: &b,
+                trans: tb,
+            },
+        );
         for _ in 0..3 {
-            gemm(ta, tb, m, n, k, 1.0, &a, &b, 0.0, &mut c);
+            Product::new((m, n, k), a, b, &mut c).run();
         }
         // The two take turns, so a change in the machine's load hits both alike.
         let (mut ms, mut fallback_ms) = (Vec::new(), Vec::new());
         for _ in 0..reps {
-            ms.push(time_ms(|| gemm(ta, tb, m, n, k, 1.0, &a, &b, 0.0, &mut c)));
+            ms.push(time_ms(|| Product::new((m, n, k), a, b, &mut c).run()));
             fallback_ms.push(time_ms(|| {
-                gemm_fallback(ta, tb, m, n, k, 1.0, &a, &b, 0.0, &mut c)
+                Product::new((m, n, k), a, b, &mut c).run_fallback()
             }));
         }
         gemms.push(GemmBench {

@@ -11,7 +11,7 @@
 //! computed the tile, and so does the backward pass's ReLU gradient; the bias gradient runs on
 //! the calling thread: splitting it over the pool was measured to gain nothing at these sizes.
 
-use crate::gemm::{gemm_bias, gemm_pair, Product, Trans};
+use crate::gemm::{run_pair, Epilogue, Operand, Product};
 
 /// `y = x · wᵀ + b`, then `y = max(y, 0)` when `relu` (both applied inside the product).
 ///
@@ -24,59 +24,47 @@ pub fn linear_forward(
     (bsz, i, o): (usize, usize, usize),
     relu: bool,
 ) {
-    gemm_bias(Trans::No, Trans::Yes, bsz, o, i, x, w, b, relu, y);
+    let x_wt = Product::new((bsz, o, i), Operand::stored(x), Operand::transposed(w), y);
+    x_wt.then(Epilogue::Bias { bias: b, relu }).run();
 }
 
-/// Gradients of [`linear_forward`] given `dy = ∂L/∂y`:
-/// `dw = dyᵀ · x`, `db = Σ_rows dy`, and `dx = dy · w` when `dx` is asked for (the first
-/// layer's input gradient is never needed, so the caller passes `None` and saves a product).
-/// When `x_is_relu`, `x` is a ReLU's output and `dx` is also passed back through that ReLU
-/// ([`gemm::relu_grad`](crate::gemm::relu_grad), applied inside the product, tile by tile).
+/// The input gradient a [`linear_backward`] call computes, if any.
+pub enum InputGrad<'a> {
+    /// None: the first layer's input gradient is never needed, and skipping it saves a product.
+    Skip,
+    /// `dx = dy · w`, `dx` (B, I).
+    Plain(&'a mut [f32]),
+    /// `dx = dy · w` passed back through the ReLU whose output is the layer's input `x`
+    /// ([`gemm::relu_grad`](crate::gemm::relu_grad), applied inside the product, tile by
+    /// tile), `dx` (B, I).
+    ThroughRelu(&'a mut [f32]),
+}
+
+/// Gradients of [`linear_forward`] given `dy = ∂L/∂y`: `dw = dyᵀ · x`, `db = Σ_rows dy`, and
+/// the input gradient `dx` that `dx` asks for.
 ///
-/// `dx` (B, I), `dw` (O, I), `db` (O), `dy` (B, O), `x` (B, I), `w` (O, I).
-#[allow(clippy::too_many_arguments)]
+/// `dw` (O, I), `db` (O), `dy` (B, O), `x` (B, I), `w` (O, I).
 pub fn linear_backward(
-    dx: Option<&mut [f32]>,
+    dx: InputGrad<'_>,
     dw: &mut [f32],
     db: &mut [f32],
     dy: &[f32],
     x: &[f32],
     w: &[f32],
     (bsz, i, o): (usize, usize, usize),
-    x_is_relu: bool,
 ) {
-    let dw_product = Product {
-        ta: Trans::Yes,
-        tb: Trans::No,
-        m: o,
-        n: i,
-        k: bsz,
-        alpha: 1.0,
-        a: dy,
-        b: x,
-        beta: 0.0,
-        c: dw,
-        relu_mask: None,
-    };
+    // dw = dyᵀ · x: (O, I) from (B, O)ᵀ and (B, I).
+    let dw_product = Product::new((o, i, bsz), Operand::transposed(dy), Operand::stored(x), dw);
+    // dx = dy · w: (B, I) from (B, O) and (O, I).
+    let dx_product = |dx| Product::new((bsz, i, o), Operand::stored(dy), Operand::stored(w), dx);
+    // The two products are independent: one job of the pool for both.
     match dx {
-        // Independent products: one job of the pool for both.
-        Some(dx) => gemm_pair(
-            dw_product,
-            Product {
-                ta: Trans::No,
-                tb: Trans::No,
-                m: bsz,
-                n: i,
-                k: o,
-                alpha: 1.0,
-                a: dy,
-                b: w,
-                beta: 0.0,
-                c: dx,
-                relu_mask: x_is_relu.then_some(x),
-            },
-        ),
-        None => dw_product.run(),
+        InputGrad::Skip => dw_product.run(),
+        InputGrad::Plain(dx) => run_pair(dw_product, dx_product(dx)),
+        InputGrad::ThroughRelu(dx) => {
+            let through_relu = Epilogue::ReluGrad { mask: x };
+            run_pair(dw_product, dx_product(dx).then(through_relu))
+        }
     }
     db.fill(0.0);
     for row in dy.chunks_exact(o) {
@@ -117,7 +105,7 @@ mod tests {
         let mut grads = [vec![0.0; bsz * i], vec![0.0; o * i], vec![0.0; o]];
         {
             let [dx, dw, db] = &mut grads;
-            linear_backward(Some(dx), dw, db, &r, &p[0], &p[1], (bsz, i, o), false);
+            linear_backward(InputGrad::Plain(dx), dw, db, &r, &p[0], &p[1], (bsz, i, o));
         }
         let h = 1e-2;
         for (which, analytic) in grads.iter().enumerate() {

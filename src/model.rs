@@ -8,7 +8,7 @@
 
 use crate::data::{to_unit_f32, Dataset, CLASSES};
 use crate::error::{Error, Result};
-use crate::layers::{linear_backward, linear_forward};
+use crate::layers::{linear_backward, linear_forward, InputGrad};
 use crate::loss::{argmax, count_correct, softmax_cross_entropy};
 use crate::rng::Rng;
 
@@ -257,16 +257,14 @@ impl Mlp {
             let (lower, upper) = ws.deltas.split_at_mut(l);
             let dy = &upper[0][..bsz * o]; // (B, O): ∂L/∂(output of layer l)
             let x = &ws.acts[l][..bsz * i]; // (B, I)
-            match lower.last_mut() {
-                Some(dx) => {
-                    // (B, I): ∂L/∂(output of layer l − 1). In the ReLU network, this
-                    // layer's input is the ReLU's output, and dx passes back through it.
-                    let dx = &mut dx[..bsz * i];
-                    let relu = self.arch == Arch::Relu;
-                    linear_backward(Some(dx), dw, db, dy, x, w, (bsz, i, o), relu);
-                }
-                None => linear_backward(None, dw, db, dy, x, w, (bsz, i, o), false),
-            }
+                                            // (B, I): ∂L/∂(output of layer l − 1). In the ReLU network, this layer's input is
+                                            // the ReLU's output, and dx passes back through it.
+            let dx = match lower.last_mut() {
+                Some(dx) if self.arch == Arch::Relu => InputGrad::ThroughRelu(&mut dx[..bsz * i]),
+                Some(dx) => InputGrad::Plain(&mut dx[..bsz * i]),
+                None => InputGrad::Skip,
+            };
+            linear_backward(dx, dw, db, dy, x, w, (bsz, i, o));
         }
     }
 

@@ -21,8 +21,8 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::kernel::{Kernel, MAX_TILE};
-use super::Trans;
+use super::kernel::{Kernel, PanelA, Scale, TileC, MAX_TILE};
+use super::{Epilogue, Product, Trans};
 use crate::pool;
 
 /// Products with fewer multiply-adds than this run on the calling thread alone: splitting
@@ -76,14 +76,14 @@ impl<T> Shared<T> {
 
 /// An operand as the product reads it: `op(x)` of shape `(rows, cols)` over stored `data`.
 #[derive(Clone, Copy)]
-struct Operand<'a> {
+struct View<'a> {
     data: &'a [f32],
     trans: Trans,
     rows: usize,
     cols: usize,
 }
 
-impl Operand<'_> {
+impl View<'_> {
     /// Row and column strides of `op(x)` in `data`.
     fn strides(&self) -> (usize, usize) {
         match self.trans {
@@ -132,7 +132,7 @@ impl Operand<'_> {
         self.pack_loops::<true>(dst, r0, c0, depth, w)
     }
 
-    /// The copy loops of [`Operand::pack`], compiled once per vector width it dispatches to;
+    /// The copy loops of [`View::pack`], compiled once per vector width it dispatches to;
     /// `AVX` (only from a caller compiled with AVX) transposes 8 × 8 blocks in registers.
     #[inline(always)]
     fn pack_loops<const AVX: bool>(
@@ -254,85 +254,71 @@ unsafe fn transpose8_avx(src: &[&[f32]; 8], dst: &mut [f32], i: usize, width: us
     }
 }
 
-/// What is done to each tile of `c` once its last depth block is in.
-#[derive(Clone, Copy)]
-pub(super) enum Epilogue<'a> {
-    /// Add a bias (one value per column of `c`), then apply a ReLU when `relu`.
-    Bias { bias: &'a [f32], relu: bool },
-    /// Zero `c` wherever `mask` (shaped like `c`) is not positive: the gradient through a ReLU
-    /// whose output is `mask`.
-    ReluGrad { mask: &'a [f32] },
-}
-
-/// `c = alpha · op(a) · op(b) + beta · c` with `kern`, then `epilogue` on every tile; shapes
-/// already checked by the caller: `op(a)` is `(m, k)`, `op(b)` is `(k, n)`, `c` is `(m, n)`,
-/// all non-empty, and an epilogue's bias has `n` values (its mask `m × n`).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn gemm(
-    kern: &Kernel,
-    (ta, tb): (Trans, Trans),
-    (m, n, k): (usize, usize, usize),
-    alpha: f32,
-    a: &[f32],
-    b: &[f32],
-    beta: f32,
-    c: &mut [f32],
-    epilogue: Option<Epilogue<'_>>,
-) {
-    let plan = Plan::new(kern, (ta, tb), (m, n, k), alpha, a, b, beta, c, epilogue);
-    run(&[plan]);
-}
-
 /// One product, cut into `units` bands of `c` that any thread can compute in any order.
 pub(super) struct Plan<'a> {
     kern: &'a Kernel,
-    ops: Operands<'a>,
-    /// Depth of a block.
+    /// `op(a)`, `(m, k)`.
+    a: View<'a>,
+    /// `op(b)ᵀ`, `(n, k)`: it packs like `a`, its rows are the columns of `op(b)`.
+    bt: View<'a>,
+    /// The output, `(m, n)`, row stride `n`, written by the units through this pointer.
+    c: Shared<f32>,
+    epilogue: Epilogue<'a>,
+    scale: Scale,
+    /// Depth of a block: `k` in equal parts of at most the kernel's `kc`.
     kc: usize,
     a_panels: usize,
     b_panels: usize,
+    /// Whether the bands are columns of tiles (else rows of tiles).
     by_columns: bool,
     units: usize,
-    alpha: f32,
-    beta: f32,
+}
+
+/// Rows, columns and position of one tile of `c`.
+struct Tile {
+    i0: usize,
+    j0: usize,
+    h: usize,
+    w: usize,
+}
+
+/// One depth block of the product: depth `p0 .. p0 + kc` of `k`.
+struct Depth {
+    p0: usize,
+    kc: usize,
+    /// The product's factors for the first block; later blocks add to what is in `c`.
+    scale: Scale,
+    /// Whether this is the last block, after which a tile of `c` is final.
+    last: bool,
 }
 
 impl<'a> Plan<'a> {
-    /// The bands of `c = alpha · op(a) · op(b) + beta · c` (shapes as for [`gemm`]).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        kern: &'a Kernel,
-        (ta, tb): (Trans, Trans),
-        (m, n, k): (usize, usize, usize),
-        alpha: f32,
-        a: &'a [f32],
-        b: &'a [f32],
-        beta: f32,
-        c: &'a mut [f32],
-        epilogue: Option<Epilogue<'a>>,
-    ) -> Self {
-        let (mr, nr) = (kern.mr, kern.nr);
-        // `op(b)ᵀ` is `(n, k)` and packs like `a`: its rows are b's columns.
-        let a = Operand {
-            data: a,
-            trans: ta,
+    /// The bands of `product`, whose shapes [`Product::check`] accepted and whose sides and
+    /// depth are all non-empty.
+    ///
+    /// [`Product::check`]: super::Product
+    pub(super) fn new(kern: &'a Kernel, product: Product<'a>) -> Self {
+        let Product {
+            m, n, k, a, b, c, ..
+        } = product;
+        let a = View {
+            data: a.data,
+            trans: a.trans,
             rows: m,
             cols: k,
         };
-        let bt = Operand {
-            data: b,
-            trans: match tb {
+        let bt = View {
+            data: b.data,
+            trans: match b.trans {
                 Trans::No => Trans::Yes,
                 Trans::Yes => Trans::No,
             },
             rows: n,
             cols: k,
         };
-        // Equal depth blocks (784 = 4 × 196 rather than 3 × 256 + 16).
-        let kc = k.div_ceil(k.div_ceil(kern.kc));
-        let (a_panels, b_panels) = (m.div_ceil(mr), n.div_ceil(nr));
+        let (a_panels, b_panels) = (m.div_ceil(kern.mr), n.div_ceil(kern.nr));
         // Each unit owns a band of `c`: columns of tiles when `c` is at least as wide as it is
-        // tall, else rows (see `run_unit`). It packs its own part of the operand along the band
+        // tall, else rows (see `band`). It packs its own part of the operand along the band
         // and what it needs of the other one, so no packed data crosses cores and no unit waits
         // for another.
         let by_columns = n >= m;
@@ -343,20 +329,20 @@ impl<'a> Plan<'a> {
         };
         Plan {
             kern,
-            ops: Operands {
-                a,
-                bt,
-                c: Shared(c.as_mut_ptr()),
-                ldc: n,
-                epilogue,
+            a,
+            bt,
+            c: Shared(c.as_mut_ptr()),
+            epilogue: product.epilogue,
+            scale: Scale {
+                alpha: product.alpha,
+                beta: product.beta,
             },
-            kc,
+            // Equal depth blocks (784 = 4 × 196 rather than 3 × 256 + 16).
+            kc: k.div_ceil(k.div_ceil(kern.kc)),
             a_panels,
             b_panels,
             by_columns,
             units: threads.min(if by_columns { b_panels } else { a_panels }),
-            alpha,
-            beta,
         }
     }
 
@@ -365,9 +351,16 @@ impl<'a> Plan<'a> {
     /// # Safety
     /// `u < self.units`, and no other call for the same `u` may overlap this one.
     unsafe fn run_unit(&self, u: usize, s: &mut Scratch) {
-        // Unit `u` takes its share of the tiles in column order (row order when split by
-        // rows): whole columns of tiles, and a part of one at either end when the columns do
-        // not divide evenly, whose panel of `b` both neighbours pack.
+        let band = self.band(u);
+        // SAFETY: the bands of different units are disjoint, so each tile of `c` is written by
+        // one unit at a time (the contract); `c` has `m × n` floats and the bands lie inside it.
+        unsafe { self.band_product(&band, s) }
+    }
+
+    /// Unit `u`'s share of the tiles, in column order (row order when split by rows): whole
+    /// columns of tiles, and a part of one at either end when the columns do not divide
+    /// evenly, whose panel of `b` both neighbours pack.
+    fn band(&self, u: usize) -> Band {
         let (major, minor) = if self.by_columns {
             (self.b_panels, self.a_panels)
         } else {
@@ -376,29 +369,198 @@ impl<'a> Plan<'a> {
         let total = major * minor;
         let tiles = total * u / self.units..total * (u + 1) / self.units;
         let lines = tiles.start / minor..tiles.end.div_ceil(minor);
-        let band = if self.by_columns {
-            Band {
-                rows: 0..self.a_panels,
-                cols: lines,
-                tiles,
-                minor,
-                by_columns: true,
-            }
+        let (rows, cols) = if self.by_columns {
+            (0..self.a_panels, lines)
         } else {
-            Band {
-                rows: lines,
-                cols: 0..self.b_panels,
-                tiles,
-                minor,
-                by_columns: false,
-            }
+            (lines, 0..self.b_panels)
         };
-        // SAFETY: the bands of different units are disjoint, so each tile of `c` is written by
-        // one unit at a time (the contract); `c` has `m × n` floats and the bands lie inside it.
-        unsafe {
-            band_product(
-                self.kern, &self.ops, self.kc, &band, self.alpha, self.beta, s,
-            )
+        Band {
+            rows,
+            cols,
+            tiles,
+            minor,
+            by_columns: self.by_columns,
+        }
+    }
+
+    /// The tiles of `band` (panels of `mr` rows and `nr` columns of `c`), with the unit's own
+    /// packing buffers `s`: the BLIS loop nest, numbered as BLIS and matrixmultiply number it.
+    ///
+    /// # Safety
+    /// The band's tiles must lie inside `c` and no other thread may write them meanwhile.
+    unsafe fn band_product(&self, band: &Band, s: &mut Scratch) {
+        let kern = self.kern;
+        let (mc_panels, nc_panels) = (kern.mc / kern.mr, kern.nc / kern.nr);
+        let k = self.a.cols;
+        // Full-size blocks whatever the shape: allocated once for good (pages that are never
+        // written cost no memory).
+        let pa = s.a.get(kern.mc * kern.kc);
+        let pb = s.b.get(kern.nc * kern.kc);
+        // LOOP 5 (jc): `nc` columns of `c` at a time.
+        for jc in band.cols.clone().step_by(nc_panels) {
+            let jcs = jc..(jc + nc_panels).min(band.cols.end);
+            // LOOP 4 (pc): `kc` of the depth at a time, `op(b)` packed for each block.
+            for p0 in (0..k).step_by(self.kc) {
+                let kc = self.kc.min(k - p0);
+                let depth = Depth {
+                    p0,
+                    kc,
+                    scale: Scale {
+                        beta: if p0 == 0 { self.scale.beta } else { 1.0 },
+                        ..self.scale
+                    },
+                    last: p0 + kc == k,
+                };
+                self.pack_b(pb, jcs.clone(), &depth);
+                // LOOP 3 (ic): `mc` rows of `c` at a time, `op(a)` packed for each block.
+                for ic in band.rows.clone().step_by(mc_panels) {
+                    let ics = ic..(ic + mc_panels).min(band.rows.end);
+                    self.pack_a(pa, ics.clone(), &depth);
+                    // SAFETY: the band's tiles are this unit's (the caller's contract).
+                    unsafe { self.macro_kernel(band, (ics, jcs.clone()), &depth, (pa, pb)) };
+                }
+            }
+        }
+    }
+
+    /// Packs the panels `jcs` of `op(b)` over the block `depth`, `kc·nr` floats each, into
+    /// `pb`.
+    fn pack_b(&self, pb: &mut [f32], jcs: Range<usize>, depth: &Depth) {
+        let (nr, kc) = (self.kern.nr, depth.kc);
+        for jr in jcs.clone() {
+            let off = (jr - jcs.start) * kc * nr;
+            self.bt
+                .pack(&mut pb[off..off + kc * nr], jr * nr, depth.p0, kc, nr);
+        }
+    }
+
+    /// Packs the panels `ics` of `op(a)` that the kernel cannot read in place over the block
+    /// `depth`, `kc·mr` floats each, into `pa`.
+    fn pack_a(&self, pa: &mut [f32], ics: Range<usize>, depth: &Depth) {
+        let (mr, kc) = (self.kern.mr, depth.kc);
+        for ir in ics.clone().filter(|&ir| !self.direct(ir)) {
+            let off = (ir - ics.start) * kc * mr;
+            self.a
+                .pack(&mut pa[off..off + kc * mr], ir * mr, depth.p0, kc, mr);
+        }
+    }
+
+    /// Whether panel `ir` of `op(a)` is read where it is stored: when the kernel can and all
+    /// of its `mr` rows exist. Packing it would cost a pass over `a` per unit and gain
+    /// nothing; edge panels are packed (zero rows).
+    fn direct(&self, ir: usize) -> bool {
+        self.kern.any_a_strides && (ir + 1) * self.kern.mr <= self.a.rows
+    }
+
+    /// LOOP 2 (jr) and LOOP 1 (ir), BLIS's macro-kernel: the band's tiles in the panels
+    /// `ics × jcs` over the block `depth`, each one kernel call, then the epilogue on each tile
+    /// that is final.
+    ///
+    /// # Safety
+    /// As for [`Plan::band_product`]; `pa` and `pb` hold the packed panels of the block.
+    unsafe fn macro_kernel(
+        &self,
+        band: &Band,
+        (ics, jcs): (Range<usize>, Range<usize>),
+        depth: &Depth,
+        (pa, pb): (&[f32], &[f32]),
+    ) {
+        let (mr, nr, kc) = (self.kern.mr, self.kern.nr, depth.kc);
+        let (m, n) = (self.a.rows, self.bt.rows);
+        for jr in jcs.clone() {
+            let b_off = (jr - jcs.start) * kc * nr;
+            let b = pb[b_off..b_off + kc * nr].as_ptr();
+            for ir in ics.clone().filter(|&ir| band.has(ir, jr)) {
+                let a = if self.direct(ir) {
+                    let (rs, cs) = self.a.strides();
+                    PanelA {
+                        ptr: self.a.at(ir * mr, depth.p0),
+                        rs,
+                        cs,
+                    }
+                } else {
+                    let off = (ir - ics.start) * kc * mr;
+                    PanelA {
+                        ptr: pa[off..off + kc * mr].as_ptr(),
+                        rs: 1,
+                        cs: mr,
+                    }
+                };
+                let t = Tile {
+                    i0: ir * mr,
+                    j0: jr * nr,
+                    h: mr.min(m - ir * mr),
+                    w: nr.min(n - jr * nr),
+                };
+                // SAFETY: a direct panel has all `mr` rows inside `op(a)` and depth
+                // p0..p0+kc ≤ k, so every `a.ptr + i·rs + p·cs` the kernel reads is in `a`;
+                // otherwise the panel was packed with `kc·mr` floats. The `b` panel has `kc·nr`.
+                // The tile lies inside `c` and is this unit's (the caller's contract).
+                unsafe {
+                    self.tile(kc, a, b, &t, depth.scale);
+                    if depth.last {
+                        self.finish(&t);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tile `t` of `c` (`h ≤ mr` rows, `w ≤ nr` columns) over depth `kc`. Edge tiles go
+    /// through a scratch tile and are finished with the kernel's own arithmetic.
+    ///
+    /// # Safety
+    /// As for [`Kernel::run`], with `t` inside `c` and this unit's.
+    unsafe fn tile(&self, kc: usize, a: PanelA, b: *const f32, t: &Tile, scale: Scale) {
+        let (kern, ldc) = (self.kern, self.bt.rows);
+        let c = self.c.add(t.i0 * ldc + t.j0);
+        if t.h == kern.mr && t.w == kern.nr {
+            return (kern.run)(kc, a, b, TileC { ptr: c, rs: ldc }, scale);
+        }
+        let mut scratch = [0.0f32; MAX_TILE];
+        let whole = TileC {
+            ptr: scratch.as_mut_ptr(),
+            rs: kern.nr,
+        };
+        let plain = Scale {
+            alpha: 1.0,
+            beta: 0.0,
+        };
+        (kern.run)(kc, a, b, whole, plain);
+        let Scale { alpha, beta } = scale;
+        for (i, row) in scratch.chunks_exact(kern.nr).take(t.h).enumerate() {
+            // SAFETY: row `i < h` of the tile has `w` valid floats (caller's contract).
+            let out = std::slice::from_raw_parts_mut(c.add(i * ldc), t.w);
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = if beta == 0.0 {
+                    alpha * v
+                } else {
+                    alpha * v + beta * *o
+                };
+            }
+        }
+    }
+
+    /// The epilogue on the final tile `t`, row by row.
+    ///
+    /// # Safety
+    /// `t` lies inside `c` and is this unit's.
+    unsafe fn finish(&self, t: &Tile) {
+        if let Epilogue::None = self.epilogue {
+            return;
+        }
+        let ldc = self.bt.rows;
+        for i in t.i0..t.i0 + t.h {
+            let at = i * ldc + t.j0;
+            // SAFETY: the caller's contract; these are the tile's rows.
+            let row = unsafe { std::slice::from_raw_parts_mut(self.c.add(at), t.w) };
+            match self.epilogue {
+                Epilogue::None => {}
+                Epilogue::Bias { bias, relu } => {
+                    super::bias_relu(row, &bias[t.j0..t.j0 + t.w], relu)
+                }
+                Epilogue::ReluGrad { mask } => super::relu_grad(row, &mask[at..at + t.w]),
+            }
         }
     }
 }
@@ -460,158 +622,29 @@ impl Band {
     }
 }
 
-/// The inputs and output of one product, as each unit sees them.
-struct Operands<'a> {
-    a: Operand<'a>,
-    bt: Operand<'a>,
-    c: Shared<f32>,
-    ldc: usize,
-    epilogue: Option<Epilogue<'a>>,
-}
-
-/// The tiles of `band` (panels of `mr` rows and `nr` columns of `c`), with the unit's own
-/// packing buffers `s`: the BLIS loops over `nc` columns, `kc` depth and `mc` rows.
-///
-/// # Safety
-/// The tiles must lie inside `c` (`a.rows × bt.rows`, row stride `ldc`) and no other thread
-/// may write them meanwhile.
-unsafe fn band_product(
-    kern: &Kernel,
-    ops: &Operands<'_>,
-    kc_max: usize,
-    band: &Band,
-    alpha: f32,
-    beta: f32,
-    s: &mut Scratch,
-) {
-    let (mr, nr) = (kern.mr, kern.nr);
-    let (m, n, k) = (ops.a.rows, ops.bt.rows, ops.a.cols);
-    let (mc_panels, nc_panels) = (kern.mc / mr, kern.nc / nr);
-    // Whole panels of `a` are read where they are stored when the kernel can: packing them
-    // would cost a pass over `a` per unit and gain nothing. Edge panels are packed (zero rows).
-    let direct = |ir: usize| kern.any_a_strides && (ir + 1) * mr <= m;
-    let (rows, cols) = (band.rows.clone(), band.cols.clone());
-    {
-        // Full-size blocks whatever the shape: allocated once for good (pages that are never
-        // written cost no memory).
-        let pa = s.a.get(kern.mc * kern.kc);
-        let pb = s.b.get(kern.nc * kern.kc);
-        for jc in cols.clone().step_by(nc_panels) {
-            let jcs = jc..(jc + nc_panels).min(cols.end);
-            for p0 in (0..k).step_by(kc_max) {
-                let kc = kc_max.min(k - p0);
-                let beta = if p0 == 0 { beta } else { 1.0 };
-                let last = p0 + kc == k;
-                for jr in jcs.clone() {
-                    let off = (jr - jc) * kc * nr;
-                    ops.bt
-                        .pack(&mut pb[off..off + kc * nr], jr * nr, p0, kc, nr);
-                }
-                for ic in rows.clone().step_by(mc_panels) {
-                    let ics = ic..(ic + mc_panels).min(rows.end);
-                    for ir in ics.clone().filter(|&ir| !direct(ir)) {
-                        let off = (ir - ic) * kc * mr;
-                        ops.a.pack(&mut pa[off..off + kc * mr], ir * mr, p0, kc, mr);
-                    }
-                    for jr in jcs.clone() {
-                        let (j0, w) = (jr * nr, nr.min(n - jr * nr));
-                        for ir in ics.clone().filter(|&ir| band.has(ir, jr)) {
-                            let (i0, h) = (ir * mr, mr.min(m - ir * mr));
-                            let (a, a_strides) = if direct(ir) {
-                                (ops.a.at(i0, p0), ops.a.strides())
-                            } else {
-                                let off = (ir - ic) * kc * mr;
-                                (pa[off..off + kc * mr].as_ptr(), (1, mr))
-                            };
-                            let b_off = (jr - jc) * kc * nr;
-                            // SAFETY: a direct panel has all `mr` rows inside `op(a)` and
-                            // depth p0..p0+kc ≤ k, so every `a + i·rsa + p·csa` the kernel
-                            // reads is in `a`; otherwise the panel was packed above with
-                            // `kc·mr` floats. The `b` panel has `kc·nr`. The tile (rows
-                            // i0..i0+h, columns j0..j0+w) lies inside `c` and is this thread's
-                            // (the caller's contract).
-                            unsafe {
-                                tile(
-                                    kern,
-                                    kc,
-                                    (a, a_strides),
-                                    pb[b_off..b_off + kc * nr].as_ptr(),
-                                    ops.c.add(i0 * ops.ldc + j0),
-                                    (ops.ldc, h, w),
-                                    alpha,
-                                    beta,
-                                );
-                            }
-                            if let (Some(e), true) = (ops.epilogue, last) {
-                                for i in i0..i0 + h {
-                                    // SAFETY: as for the tile above, whose rows these are.
-                                    let row = unsafe {
-                                        std::slice::from_raw_parts_mut(
-                                            ops.c.add(i * ops.ldc + j0),
-                                            w,
-                                        )
-                                    };
-                                    match e {
-                                        Epilogue::Bias { bias, relu } => {
-                                            super::bias_relu(row, &bias[j0..j0 + w], relu)
-                                        }
-                                        Epilogue::ReluGrad { mask } => {
-                                            let at = i * ops.ldc + j0;
-                                            super::relu_grad(row, &mask[at..at + w])
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One tile of `h ≤ mr` rows and `w ≤ nr` columns at `c` (row stride `rsc`). Edge tiles go
-/// through a scratch tile and are finished with the kernel's own arithmetic.
-///
-/// # Safety
-/// As for [`Kernel::run`], with `c` valid for `h` rows of `w` floats.
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile(
-    kern: &Kernel,
-    kc: usize,
-    (a, a_strides): (*const f32, (usize, usize)),
-    b: *const f32,
-    c: *mut f32,
-    (rsc, h, w): (usize, usize, usize),
-    alpha: f32,
-    beta: f32,
-) {
-    if h == kern.mr && w == kern.nr {
-        return (kern.run)(kc, a, a_strides, b, c, rsc, alpha, beta);
-    }
-    let mut t = [0.0f32; MAX_TILE];
-    (kern.run)(kc, a, a_strides, b, t.as_mut_ptr(), kern.nr, 1.0, 0.0);
-    for (i, row) in t.chunks_exact(kern.nr).take(h).enumerate() {
-        // SAFETY: row `i < h` of the tile has `w` valid floats (caller's contract).
-        let out = std::slice::from_raw_parts_mut(c.add(i * rsc), w);
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o = if beta == 0.0 {
-                alpha * v
-            } else {
-                alpha * v + beta * *o
-            };
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gemm::{gemm_fallback, kernel};
+    use crate::gemm::{kernel, run_pair, Operand};
     use crate::rng::Rng;
 
     fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
         (0..len).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect()
+    }
+
+    /// `c = op(a) · op(b)`, `op(a)` `(m, k)` and `op(b)` `(k, n)` stored as `ops` says.
+    fn product<'a>(
+        (m, n, k): (usize, usize, usize),
+        (ta, tb): (Trans, Trans),
+        a: &'a [f32],
+        b: &'a [f32],
+        c: &'a mut [f32],
+    ) -> Product<'a> {
+        let (a, b) = (
+            Operand { data: a, trans: ta },
+            Operand { data: b, trans: tb },
+        );
+        Product::new((m, n, k), a, b, c)
     }
 
     fn bits(x: &[f32]) -> Vec<u32> {
@@ -671,20 +704,10 @@ mod tests {
         std::thread::spawn(|| {
             let (a1, b1, mut c1) = (vec![1.0; 5 * 2], vec![1.0; 2 * 3], vec![0.0; 5 * 3]);
             let (a2, b2, mut c2) = (vec![1.0; 4 * 7], vec![1.0; 7 * 6], vec![0.0; 4 * 6]);
-            let product = |(m, n, k), a, b, c| crate::gemm::Product {
-                ta: Trans::No,
-                tb: Trans::No,
-                m,
-                n,
-                k,
-                alpha: 1.0,
-                a,
-                b,
-                beta: 0.0,
-                c,
-                relu_mask: None,
+            let product = |(m, n, k), a, b, c| {
+                Product::new((m, n, k), Operand::stored(a), Operand::stored(b), c)
             };
-            crate::gemm::gemm_pair(
+            run_pair(
                 product((5, 3, 2), &a1, &b1, &mut c1),
                 product((4, 6, 7), &a2, &b2, &mut c2),
             );
@@ -705,35 +728,16 @@ mod tests {
         };
         let (a, b, mut c) = (vec![0.0; 64 * 64], vec![0.0; 64 * 64], vec![0.0; 64 * 64]);
         // 64 × 64 × 64 is PARALLEL_MIN_MACS.
-        let large = Plan::new(
-            &kern,
-            (Trans::No, Trans::No),
-            (64, 64, 64),
-            1.0,
-            &a,
-            &b,
-            0.0,
-            &mut c,
-            None,
-        );
+        let plain = (Trans::No, Trans::No);
+        let large = Plan::new(&kern, product((64, 64, 64), plain, &a, &b, &mut c));
         assert_eq!(large.units, pool::threads().min(large.b_panels));
         let (a, c) = (&a[..63 * 64], &mut c[..63 * 64]);
-        let small = Plan::new(
-            &kern,
-            (Trans::No, Trans::No),
-            (63, 64, 64),
-            1.0,
-            a,
-            &b,
-            0.0,
-            c,
-            None,
-        );
+        let small = Plan::new(&kern, product((63, 64, 64), plain, a, &b, c));
         assert_eq!(small.units, 1);
     }
 
     /// `op(x)[r0 + i, c0 + p]` read by the definition into `depth` groups of `width`.
-    fn naive_pack(op: &Operand<'_>, r0: usize, c0: usize, depth: usize, width: usize) -> Vec<f32> {
+    fn naive_pack(op: &View<'_>, r0: usize, c0: usize, depth: usize, width: usize) -> Vec<f32> {
         let mut out = vec![0.0; depth * width];
         for p in 0..depth {
             for i in (0..width).filter(|i| r0 + i < op.rows) {
@@ -755,7 +759,7 @@ mod tests {
         let (rows, cols) = (21, 19);
         let data = random(rows * cols, &mut Rng::new(9));
         for trans in [Trans::No, Trans::Yes] {
-            let op = Operand {
+            let op = View {
                 data: &data,
                 trans,
                 rows,
@@ -788,24 +792,26 @@ mod tests {
     fn any_number_of_units_gives_the_bits_of_one() {
         let mut rng = Rng::new(23);
         for kern in kernels() {
-            for (m, n, k) in SPLIT_SHAPES {
-                for (ta, tb) in [(Trans::No, Trans::Yes), (Trans::Yes, Trans::No)] {
+            for shape @ (m, n, k) in SPLIT_SHAPES {
+                for ops @ (ta, tb) in [(Trans::No, Trans::Yes), (Trans::Yes, Trans::No)] {
                     let (a, b, c0) = (
                         random(m * k, &mut rng),
                         random(k * n, &mut rng),
                         random(m * n, &mut rng),
                     );
-                    let product = |units: usize| {
+                    let split = |units: usize| {
                         let mut c = c0.clone();
                         let mut plan =
-                            Plan::new(&kern, (ta, tb), (m, n, k), 0.5, &a, &b, -1.5, &mut c, None);
+                            Plan::new(&kern, product(shape, ops, &a, &b, &mut c).scaled(0.5, -1.5));
                         plan.units = units;
                         run(&[plan]);
                         c
                     };
-                    let one = product(1);
+                    let one = split(1);
                     let mut oracle = c0.clone();
-                    gemm_fallback(ta, tb, m, n, k, 0.5, &a, &b, -1.5, &mut oracle);
+                    product(shape, ops, &a, &b, &mut oracle)
+                        .scaled(0.5, -1.5)
+                        .run_fallback();
                     let case = format!("{} {ta:?}{tb:?} {m}×{n}×{k}", kern.name);
                     for (idx, (x, y)) in one.iter().zip(&oracle).enumerate() {
                         assert!(
@@ -814,7 +820,7 @@ mod tests {
                         );
                     }
                     for units in 2..=7 {
-                        assert_eq!(bits(&product(units)), bits(&one), "{case} in {units} units");
+                        assert_eq!(bits(&split(units)), bits(&one), "{case} in {units} units");
                     }
                 }
             }
@@ -840,43 +846,31 @@ mod tests {
         );
         let mask = random(m2 * n2, &mut rng);
         let ops = (Trans::No, Trans::No);
-        let epilogue = Some(Epilogue::ReluGrad { mask: &mask });
+        let epilogue = Epilogue::ReluGrad { mask: &mask };
         let (mut s1, mut s2) = (c1.clone(), c2.clone());
+        let product1 = (m1, n1, k1);
+        let product2 = (m2, n2, k2);
         run(&[Plan::new(
             &kern,
-            ops,
-            (m1, n1, k1),
-            1.0,
-            &a1,
-            &b1,
-            2.0,
-            &mut s1,
-            None,
+            product(product1, ops, &a1, &b1, &mut s1).scaled(1.0, 2.0),
         )]);
         run(&[Plan::new(
             &kern,
-            ops,
-            (m2, n2, k2),
-            1.0,
-            &a2,
-            &b2,
-            2.0,
-            &mut s2,
-            epilogue,
+            product(product2, ops, &a2, &b2, &mut s2)
+                .scaled(1.0, 2.0)
+                .then(epilogue),
         )]);
         for (u1, u2) in [(1, 1), (1, 3), (3, 1), (2, 5), (4, 4)] {
             let (mut p1, mut p2) = (c1.clone(), c2.clone());
-            let mut first = Plan::new(&kern, ops, (m1, n1, k1), 1.0, &a1, &b1, 2.0, &mut p1, None);
+            let mut first = Plan::new(
+                &kern,
+                product(product1, ops, &a1, &b1, &mut p1).scaled(1.0, 2.0),
+            );
             let mut second = Plan::new(
                 &kern,
-                ops,
-                (m2, n2, k2),
-                1.0,
-                &a2,
-                &b2,
-                2.0,
-                &mut p2,
-                epilogue,
+                product(product2, ops, &a2, &b2, &mut p2)
+                    .scaled(1.0, 2.0)
+                    .then(epilogue),
             );
             (first.units, second.units) = (u1, u2);
             run(&[first, second]);

@@ -28,16 +28,45 @@ pub struct Kernel {
     /// whole panel can be read where it is stored instead of packed. Otherwise `a` must be a
     /// packed panel: strides `(1, mr)`.
     pub any_a_strides: bool,
-    /// The tile function. Safety contract: `a` is readable at `a + i·rsa + p·csa` for every row
-    /// `i < mr` and depth `p < kc`, with `(rsa, csa) == (1, mr)` unless `any_a_strides`; `b`
-    /// holds `kc·nr` floats, and `c` points at `mr` rows of `nr` writable floats `rsc` apart,
-    /// aliasing neither; the CPU has the features the kernel was compiled for.
+    /// The tile function. Safety contract: `a` is readable at `a.ptr + i·a.rs + p·a.cs` for
+    /// every row `i < mr` and depth `p < kc`, with `(a.rs, a.cs) == (1, mr)` unless
+    /// `any_a_strides`; `b` holds `kc·nr` floats, and `c` points at `mr` rows of `nr` writable
+    /// floats `c.rs` apart, aliasing neither; the CPU has the features the kernel was compiled
+    /// for.
     pub run: TileFn,
 }
 
-/// `(kc, a, (rsa, csa), b, c, rsc, alpha, beta)`: see [`Kernel::run`].
-pub type TileFn =
-    unsafe fn(usize, *const f32, (usize, usize), *const f32, *mut f32, usize, f32, f32);
+/// `(kc, a, b, c, scale)`: `c = alpha · a · b + beta · c` for one tile; see [`Kernel::run`].
+pub type TileFn = unsafe fn(usize, PanelA, *const f32, TileC, Scale);
+
+/// A panel of `a` as a kernel reads it: row `i`, depth `p` at `ptr + i·rs + p·cs`.
+#[derive(Clone, Copy, Debug)]
+pub struct PanelA {
+    /// Row 0, depth 0.
+    pub ptr: *const f32,
+    /// Row stride.
+    pub rs: usize,
+    /// Column (depth) stride.
+    pub cs: usize,
+}
+
+/// A tile of `c` as a kernel writes it: row `i` at `ptr + i·rs`.
+#[derive(Clone, Copy, Debug)]
+pub struct TileC {
+    /// Row 0, column 0.
+    pub ptr: *mut f32,
+    /// Row stride.
+    pub rs: usize,
+}
+
+/// The factors of `c = alpha · op(a) · op(b) + beta · c`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scale {
+    /// Factor of the product.
+    pub alpha: f32,
+    /// Factor of the old `c`; 0 means the old `c` is never read (NaN included).
+    pub beta: f32,
+}
 
 /// Largest `mr · nr` of any kernel (size of the scratch tile for edge tiles).
 pub const MAX_TILE: usize = 8 * 32;
@@ -85,7 +114,7 @@ pub fn runnable() -> Vec<Kernel> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::Kernel;
+    use super::{Kernel, PanelA, Scale, TileC};
     use std::arch::x86_64::*;
 
     /// 6 × 16 tile, 12 ymm accumulators: two 8-wide loads of `b` and six broadcasts of `a`
@@ -101,34 +130,16 @@ mod x86 {
         run: tile_6x16,
     };
 
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_6x16(
-        kc: usize,
-        a: *const f32,
-        rsa_csa: (usize, usize),
-        b: *const f32,
-        c: *mut f32,
-        rsc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn tile_6x16(kc: usize, a: PanelA, b: *const f32, c: TileC, scale: Scale) {
         // SAFETY: `select` returns this kernel only when AVX2 and FMA were detected; the
         // pointer contract is the caller's (see `Kernel::run`).
-        unsafe { tile_6x16_avx2(kc, a, rsa_csa, b, c, rsc, alpha, beta) }
+        unsafe { tile_6x16_avx2(kc, a, b, c, scale) }
     }
 
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile_6x16_avx2(
-        kc: usize,
-        mut a: *const f32,
-        (rsa, csa): (usize, usize),
-        mut b: *const f32,
-        c: *mut f32,
-        rsc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn tile_6x16_avx2(kc: usize, a: PanelA, mut b: *const f32, c: TileC, scale: Scale) {
+        let (mut a, rsa, csa) = (a.ptr, a.rs, a.cs);
+        let (c, rsc, Scale { alpha, beta }) = (c.ptr, c.rs, scale);
         let mut acc = [[_mm256_setzero_ps(); 2]; 6];
         for _ in 0..kc {
             let b0 = _mm256_loadu_ps(b);
@@ -171,36 +182,18 @@ mod x86 {
     };
 
     #[cfg(mnist_mlp_avx512)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_8x32(
-        kc: usize,
-        a: *const f32,
-        rsa_csa: (usize, usize),
-        b: *const f32,
-        c: *mut f32,
-        rsc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn tile_8x32(kc: usize, a: PanelA, b: *const f32, c: TileC, scale: Scale) {
         // SAFETY: `select` returns this kernel only when AVX-512F was detected; the pointer
         // contract is the caller's (see `Kernel::run`).
-        unsafe { tile_8x32_avx512(kc, a, rsa_csa, b, c, rsc, alpha, beta) }
+        unsafe { tile_8x32_avx512(kc, a, b, c, scale) }
     }
 
     #[cfg(mnist_mlp_avx512)]
-    #[allow(clippy::too_many_arguments)]
     #[clippy::msrv = "1.89"] // built only by 1.89+ (see build.rs)
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile_8x32_avx512(
-        kc: usize,
-        mut a: *const f32,
-        (rsa, csa): (usize, usize),
-        mut b: *const f32,
-        c: *mut f32,
-        rsc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn tile_8x32_avx512(kc: usize, a: PanelA, mut b: *const f32, c: TileC, scale: Scale) {
+        let (mut a, rsa, csa) = (a.ptr, a.rs, a.cs);
+        let (c, rsc, Scale { alpha, beta }) = (c.ptr, c.rs, scale);
         let mut acc = [[_mm512_setzero_ps(); 2]; 8];
         for _ in 0..kc {
             let b0 = _mm512_loadu_ps(b);
@@ -230,7 +223,7 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
-    use super::Kernel;
+    use super::{Kernel, PanelA, Scale, TileC};
     use std::arch::aarch64::*;
 
     /// 8 × 8 tile, 16 q-register accumulators: two 4-wide loads each of `a` and `b` feed
@@ -254,17 +247,10 @@ mod neon {
         };
     }
 
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_8x8(
-        kc: usize,
-        mut a: *const f32,
-        _packed: (usize, usize),
-        mut b: *const f32,
-        c: *mut f32,
-        rsc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn tile_8x8(kc: usize, a: PanelA, mut b: *const f32, c: TileC, scale: Scale) {
+        // `a` is packed: strides (1, 8), read four rows at a time.
+        let mut a = a.ptr;
+        let (c, rsc, Scale { alpha, beta }) = (c.ptr, c.rs, scale);
         let mut acc = [[vdupq_n_f32(0.0); 2]; 8];
         for _ in 0..kc {
             let b0 = vld1q_f32(b);

@@ -65,85 +65,254 @@ pub fn has_native_kernel() -> bool {
     kernel().is_some()
 }
 
-/// `c = alpha · op(a) · op(b) + beta · c`, with `op(a)` of shape `(m, k)`, `op(b)` of shape
-/// `(k, n)` and `c` of shape `(m, n)`.
+/// One operand of a product: a row-major matrix as stored, read as stored or transposed.
+#[derive(Clone, Copy, Debug)]
+pub struct Operand<'a> {
+    /// The stored matrix.
+    pub data: &'a [f32],
+    /// How the product reads it.
+    pub trans: Trans,
+}
+
+impl<'a> Operand<'a> {
+    /// The matrix as stored.
+    pub fn stored(data: &'a [f32]) -> Self {
+        Operand {
+            data,
+            trans: Trans::No,
+        }
+    }
+
+    /// The transpose of the stored matrix (read through its layout, never copied).
+    pub fn transposed(data: &'a [f32]) -> Self {
+        Operand {
+            data,
+            trans: Trans::Yes,
+        }
+    }
+}
+
+/// What is done to each tile of `c` once the product there is final.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    /// Nothing.
+    None,
+    /// `c += bias` on every row (`bias` has one value per column of `c`), then `c = max(c, 0)`
+    /// when `relu` ([`bias_relu`]): a layer's forward pass.
+    Bias {
+        /// One value per column of `c`.
+        bias: &'a [f32],
+        /// Whether a ReLU follows the bias.
+        relu: bool,
+    },
+    /// `c = 0` wherever `mask ≤ 0` (`mask` shaped like `c`, [`relu_grad`]): the gradient
+    /// through a ReLU whose output is `mask`.
+    ReluGrad {
+        /// The ReLU's output, shaped like `c`.
+        mask: &'a [f32],
+    },
+}
+
+/// A product `c = alpha · op(a) · op(b) + beta · c` followed by an [`Epilogue`], with `op(a)`
+/// of shape `(m, k)`, `op(b)` of shape `(k, n)` and `c` of shape `(m, n)`: the one way the
+/// crate multiplies matrices.
 ///
-/// `a` is stored `(m, k)` when `ta` is [`Trans::No`] and `(k, m)` when [`Trans::Yes`]; likewise
-/// `b`. With `beta == 0` the old contents of `c` are ignored (NaN included).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm(
-    ta: Trans,
-    tb: Trans,
+/// `a` is stored `(m, k)` when read as stored and `(k, m)` when transposed; likewise `b`. With
+/// `beta == 0` (the default) the old contents of `c` are ignored, NaN included. Run it with
+/// [`Product::run`] (this CPU's kernel), [`run_pair`] (two at once), or, to compare,
+/// [`Product::run_fallback`] (matrixmultiply) and [`Product::run_naive`] (the textbook loop).
+/// Shapes are checked when it runs; a wrong one is a bug in the caller and panics with the
+/// shapes involved.
+pub struct Product<'a> {
     m: usize,
     n: usize,
     k: usize,
+    a: Operand<'a>,
+    b: Operand<'a>,
+    c: &'a mut [f32],
     alpha: f32,
-    a: &[f32],
-    b: &[f32],
     beta: f32,
-    c: &mut [f32],
-) {
-    check_shapes(m, n, k, a, b, c);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        // An empty sum: c = beta · c, and beta == 0 ignores c.
-        for v in c.iter_mut() {
-            *v = if beta == 0.0 { 0.0 } else { beta * *v };
+    epilogue: Epilogue<'a>,
+}
+
+impl<'a> Product<'a> {
+    /// `c = op(a) · op(b)`, with `(m, n, k)` as in the type's description.
+    pub fn new(
+        (m, n, k): (usize, usize, usize),
+        a: Operand<'a>,
+        b: Operand<'a>,
+        c: &'a mut [f32],
+    ) -> Self {
+        Product {
+            m,
+            n,
+            k,
+            a,
+            b,
+            c,
+            alpha: 1.0,
+            beta: 0.0,
+            epilogue: Epilogue::None,
         }
-        return;
     }
-    match kernel() {
-        Some(kern) => blocked::gemm(kern, (ta, tb), (m, n, k), alpha, a, b, beta, c, None),
-        None => gemm_fallback(ta, tb, m, n, k, alpha, a, b, beta, c),
+
+    /// The same product as `c = alpha · op(a) · op(b) + beta · c`.
+    pub fn scaled(self, alpha: f32, beta: f32) -> Self {
+        Product {
+            alpha,
+            beta,
+            ..self
+        }
+    }
+
+    /// The same product, with `epilogue` applied to `c` once it is final.
+    pub fn then(self, epilogue: Epilogue<'a>) -> Self {
+        Product { epilogue, ..self }
+    }
+
+    /// Runs the product on this CPU's kernel, or on the fallback where it has none.
+    ///
+    /// On the crate's kernels the epilogue is applied to each block of `c` by the thread that
+    /// computed it, as soon as the block is final: no second pass over `c`, none of it on one
+    /// thread. The values are those of the product followed by the epilogue.
+    pub fn run(self) {
+        self.check();
+        match kernel() {
+            Some(kern) if self.has_work() => blocked::run(&[blocked::Plan::new(kern, self)]),
+            _ => self.run_checked_fallback(),
+        }
+    }
+
+    /// Runs the product on `matrixmultiply::sgemm` (the portable fallback, and the oracle of
+    /// the crate's kernels), then the epilogue over all of `c`. Allocates its packing buffers
+    /// on every call.
+    pub fn run_fallback(self) {
+        self.check();
+        self.run_checked_fallback();
+    }
+
+    /// Runs the product by the textbook triple loop accumulating in `f64`, then the epilogue:
+    /// the oracle the fast path is tested against. Not for production use.
+    pub fn run_naive(self) {
+        self.check();
+        let (m, n, k) = (self.m, self.n, self.k);
+        let (a, b) = (self.a, self.b);
+        let at = |i: usize, p: usize| match a.trans {
+            Trans::No => a.data[i * k + p],
+            Trans::Yes => a.data[p * m + i],
+        };
+        let bt = |p: usize, j: usize| match b.trans {
+            Trans::No => b.data[p * n + j],
+            Trans::Yes => b.data[j * k + p],
+        };
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k)
+                    .map(|p| f64::from(at(i, p)) * f64::from(bt(p, j)))
+                    .sum();
+                let c = &mut self.c[i * n + j];
+                let old = if self.beta == 0.0 {
+                    0.0
+                } else {
+                    f64::from(self.beta) * f64::from(*c)
+                };
+                *c = (f64::from(self.alpha) * dot + old) as f32;
+            }
+        }
+        apply_epilogue(self.epilogue, self.c, n);
+    }
+
+    /// Whether a kernel has anything to multiply: no empty side, no empty sum.
+    fn has_work(&self) -> bool {
+        self.m > 0 && self.n > 0 && self.k > 0
+    }
+
+    /// [`Product::run_fallback`] after [`Product::check`].
+    fn run_checked_fallback(self) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            // An empty sum: c = beta · c, and beta == 0 ignores c.
+            for v in self.c.iter_mut() {
+                *v = if self.beta == 0.0 {
+                    0.0
+                } else {
+                    self.beta * *v
+                };
+            }
+        } else {
+            // Row stride and column stride of op(a) and op(b) as matrixmultiply reads them.
+            let (rsa, csa) = match self.a.trans {
+                Trans::No => (k, 1),
+                Trans::Yes => (1, m),
+            };
+            let (rsb, csb) = match self.b.trans {
+                Trans::No => (n, 1),
+                Trans::Yes => (1, k),
+            };
+            // SAFETY: `check` gave a.len() == m·k, b.len() == k·n and c.len() == m·n. With the
+            // strides chosen, the largest offset read from `a` is (m−1)·rsa + (k−1)·csa = m·k − 1
+            // in both layouts (likewise for `b`), and the largest written in `c` is
+            // (m−1)·n + n−1 = m·n − 1, so every access is in bounds. `c` is a unique borrow, so
+            // it cannot alias `a` or `b`.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    self.alpha,
+                    self.a.data.as_ptr(),
+                    rsa as isize,
+                    csa as isize,
+                    self.b.data.as_ptr(),
+                    rsb as isize,
+                    csb as isize,
+                    self.beta,
+                    self.c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+        }
+        apply_epilogue(self.epilogue, self.c, n);
+    }
+
+    /// Panics unless the operands fit the shape and the epilogue's bias or mask fits `c`.
+    fn check(&self) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        let fits = |what: &str, len: usize, rows: usize, cols: usize| {
+            assert_eq!(
+                len,
+                rows * cols,
+                "gemm: {what} has {len} elements, expected {rows}×{cols}"
+            );
+        };
+        fits("a", self.a.data.len(), m, k);
+        fits("b", self.b.data.len(), k, n);
+        fits("c", self.c.len(), m, n);
+        match self.epilogue {
+            Epilogue::None => {}
+            Epilogue::Bias { bias, .. } => fits("the bias", bias.len(), 1, n),
+            Epilogue::ReluGrad { mask } => fits("the ReLU mask", mask.len(), m, n),
+        }
     }
 }
 
-/// The arguments of one [`gemm`] call, for [`gemm_pair`].
-pub struct Product<'a> {
-    /// How `a` is read.
-    pub ta: Trans,
-    /// How `b` is read.
-    pub tb: Trans,
-    /// Rows of `op(a)` and `c`.
-    pub m: usize,
-    /// Columns of `op(b)` and `c`.
-    pub n: usize,
-    /// Columns of `op(a)`, rows of `op(b)`.
-    pub k: usize,
-    /// Factor of the product.
-    pub alpha: f32,
-    /// Left operand.
-    pub a: &'a [f32],
-    /// Right operand.
-    pub b: &'a [f32],
-    /// Factor of the old `c`.
-    pub beta: f32,
-    /// Output.
-    pub c: &'a mut [f32],
-    /// When given (shaped like `c`): then `c = 0` wherever `relu_mask ≤ 0`, the gradient
-    /// through a ReLU whose output is `relu_mask`, applied tile by tile like [`gemm_bias`]'s.
-    pub relu_mask: Option<&'a [f32]>,
-}
-
-/// Two independent products (neither reads what the other writes: the borrows see to it), as
-/// if by two [`gemm`] calls, with the same results. On the crate's kernels they are one job of
-/// the thread pool: a thread that finishes its part of the first starts on the second instead
-/// of waiting for the others, and there is one hand-over between threads instead of two.
-pub fn gemm_pair(first: Product<'_>, second: Product<'_>) {
+/// Runs two independent products (neither reads what the other writes: the borrows see to
+/// it), with the results of two [`Product::run`] calls. On the crate's kernels they are one job
+/// of the thread pool: a thread that finishes its part of the first starts on the second
+/// instead of waiting for the others, and there is one hand-over between threads instead of
+/// two.
+pub fn run_pair(first: Product<'_>, second: Product<'_>) {
     first.check();
     second.check();
-    let nonempty = |p: &Product<'_>| p.m > 0 && p.n > 0 && p.k > 0;
     match kernel() {
-        Some(kern) if nonempty(&first) && nonempty(&second) => {
-            fn plan<'a>(kern: &'a kernel::Kernel, p: Product<'a>) -> blocked::Plan<'a> {
-                let epilogue = p.relu_mask.map(|mask| blocked::Epilogue::ReluGrad { mask });
-                let (dims, ops) = ((p.m, p.n, p.k), (p.ta, p.tb));
-                blocked::Plan::new(kern, ops, dims, p.alpha, p.a, p.b, p.beta, p.c, epilogue)
-            }
-            blocked::run(&[plan(kern, first), plan(kern, second)]);
-        }
+        Some(kern) if first.has_work() && second.has_work() => blocked::run(&[
+            blocked::Plan::new(kern, first),
+            blocked::Plan::new(kern, second),
+        ]),
         _ => {
             first.run();
             second.run();
@@ -151,65 +320,19 @@ pub fn gemm_pair(first: Product<'_>, second: Product<'_>) {
     }
 }
 
-impl Product<'_> {
-    /// The product on its own: [`gemm`], then the ReLU mask if any.
-    pub fn run(self) {
-        self.check();
-        let (ta, tb, m, n, k) = (self.ta, self.tb, self.m, self.n, self.k);
-        gemm(
-            ta, tb, m, n, k, self.alpha, self.a, self.b, self.beta, self.c,
-        );
-        if let Some(mask) = self.relu_mask {
-            relu_grad(self.c, mask);
-        }
+/// `epilogue` on all of `c`, `n` values a row, in one pass after the product.
+fn apply_epilogue(epilogue: Epilogue<'_>, c: &mut [f32], n: usize) {
+    if n == 0 {
+        return; // no columns: nothing to do, and no rows to cut
     }
-
-    /// Panics unless the operands fit the shape and the mask, if any, is shaped like `c`.
-    fn check(&self) {
-        check_shapes(self.m, self.n, self.k, self.a, self.b, self.c);
-        if let Some(mask) = self.relu_mask {
-            assert_eq!(mask.len(), self.c.len(), "relu_mask is not shaped like c");
-        }
-    }
-}
-
-/// `c = op(a) · op(b) + bias` (`bias` added to every row), then `c = max(c, 0)` when `relu`:
-/// a layer's forward pass. Shapes as for [`gemm`], `bias` of length `n`.
-///
-/// On the crate's kernels the bias and ReLU are applied to each block of `c` by the thread that
-/// computed it, as soon as the block is final: no second pass over `c`, none of it on one
-/// thread. The values are those of [`gemm`] followed by [`bias_relu`] on every row.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_bias(
-    ta: Trans,
-    tb: Trans,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    b: &[f32],
-    bias: &[f32],
-    relu: bool,
-    c: &mut [f32],
-) {
-    assert_eq!(
-        bias.len(),
-        n,
-        "gemm_bias: bias has {} elements, expected {n}",
-        bias.len()
-    );
-    match kernel() {
-        Some(kern) if k > 0 && m > 0 && n > 0 => {
-            check_shapes(m, n, k, a, b, c);
-            let epilogue = blocked::Epilogue::Bias { bias, relu };
-            blocked::gemm(kern, (ta, tb), (m, n, k), 1.0, a, b, 0.0, c, Some(epilogue));
-        }
-        _ => {
-            gemm(ta, tb, m, n, k, 1.0, a, b, 0.0, c);
+    match epilogue {
+        Epilogue::None => {}
+        Epilogue::Bias { bias, relu } => {
             for row in c.chunks_exact_mut(n) {
                 bias_relu(row, bias, relu);
             }
         }
+        Epilogue::ReluGrad { mask } => relu_grad(c, mask),
     }
 }
 
@@ -229,123 +352,6 @@ pub fn bias_relu(row: &mut [f32], bias: &[f32], relu: bool) {
 pub fn relu_grad(dy: &mut [f32], y: &[f32]) {
     for (d, &a) in dy.iter_mut().zip(y) {
         *d = if a > 0.0 { *d } else { 0.0 };
-    }
-}
-
-fn check_shapes(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f32]) {
-    assert_eq!(
-        a.len(),
-        m * k,
-        "gemm: a has {} elements, expected {m}×{k}",
-        a.len()
-    );
-    assert_eq!(
-        b.len(),
-        k * n,
-        "gemm: b has {} elements, expected {k}×{n}",
-        b.len()
-    );
-    assert_eq!(
-        c.len(),
-        m * n,
-        "gemm: c has {} elements, expected {m}×{n}",
-        c.len()
-    );
-}
-
-/// The same product by `matrixmultiply::sgemm` (the portable fallback, and the oracle of the
-/// crate's kernels). Allocates its packing buffers on every call.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_fallback(
-    ta: Trans,
-    tb: Trans,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: &[f32],
-    b: &[f32],
-    beta: f32,
-    c: &mut [f32],
-) {
-    check_shapes(m, n, k, a, b, c);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // Row stride and column stride of op(a) and op(b) as matrixmultiply reads them.
-    let (rsa, csa) = match ta {
-        Trans::No => (k, 1),
-        Trans::Yes => (1, m),
-    };
-    let (rsb, csb) = match tb {
-        Trans::No => (n, 1),
-        Trans::Yes => (1, k),
-    };
-    // SAFETY: the asserts above give a.len() == m·k, b.len() == k·n and c.len() == m·n. With the
-    // strides chosen, the largest offset read from `a` is (m−1)·rsa + (k−1)·csa = m·k − 1 in both
-    // layouts (likewise for `b`), and the largest written in `c` is (m−1)·n + n−1 = m·n − 1, so
-    // every access is in bounds. `c` is a unique borrow, so it cannot alias `a` or `b`.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-}
-
-/// The same product as [`gemm`] by the textbook triple loop, accumulating in `f64`: the oracle
-/// the fast path is tested against. Not for production use.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_naive(
-    ta: Trans,
-    tb: Trans,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: &[f32],
-    b: &[f32],
-    beta: f32,
-    c: &mut [f32],
-) {
-    let at = |i: usize, p: usize| {
-        if ta == Trans::No {
-            a[i * k + p]
-        } else {
-            a[p * m + i]
-        }
-    };
-    let bt = |p: usize, j: usize| {
-        if tb == Trans::No {
-            b[p * n + j]
-        } else {
-            b[j * k + p]
-        }
-    };
-    for i in 0..m {
-        for j in 0..n {
-            let dot: f64 = (0..k)
-                .map(|p| f64::from(at(i, p)) * f64::from(bt(p, j)))
-                .sum();
-            let old = if beta == 0.0 {
-                0.0
-            } else {
-                f64::from(beta) * f64::from(c[i * n + j])
-            };
-            c[i * n + j] = (f64::from(alpha) * dot + old) as f32;
-        }
     }
 }
 
@@ -375,8 +381,34 @@ mod tests {
                             let b = random(k * n, &mut rng);
                             let c0 = random(m * n, &mut rng);
                             let (mut fast, mut slow) = (c0.clone(), c0.clone());
-                            gemm(ta, tb, m, n, k, 0.5, &a, &b, 2.0, &mut fast);
-                            gemm_naive(ta, tb, m, n, k, 0.5, &a, &b, 2.0, &mut slow);
+                            Product::new(
+                                (m, n, k),
+                                Operand {
+                                    data: &a,
+                                    trans: ta,
+                                },
+                                Operand {
+                                    data: &b,
+                                    trans: tb,
+                                },
+                                &mut fast,
+                            )
+                            .scaled(0.5, 2.0)
+                            .run();
+                            Product::new(
+                                (m, n, k),
+                                Operand {
+                                    data: &a,
+                                    trans: ta,
+                                },
+                                Operand {
+                                    data: &b,
+                                    trans: tb,
+                                },
+                                &mut slow,
+                            )
+                            .scaled(0.5, 2.0)
+                            .run_naive();
                             let tol = 1e-5 * k as f32 + 1e-5;
                             for (x, y) in fast.iter().zip(&slow) {
                                 assert!(
@@ -414,8 +446,34 @@ mod tests {
                 let b = random(k * n, &mut rng);
                 let c0 = random(m * n, &mut rng);
                 let (mut fast, mut oracle) = (c0.clone(), c0.clone());
-                gemm(ta, tb, m, n, k, 0.75, &a, &b, -1.5, &mut fast);
-                gemm_fallback(ta, tb, m, n, k, 0.75, &a, &b, -1.5, &mut oracle);
+                Product::new(
+                    (m, n, k),
+                    Operand {
+                        data: &a,
+                        trans: ta,
+                    },
+                    Operand {
+                        data: &b,
+                        trans: tb,
+                    },
+                    &mut fast,
+                )
+                .scaled(0.75, -1.5)
+                .run();
+                Product::new(
+                    (m, n, k),
+                    Operand {
+                        data: &a,
+                        trans: ta,
+                    },
+                    Operand {
+                        data: &b,
+                        trans: tb,
+                    },
+                    &mut oracle,
+                )
+                .scaled(0.75, -1.5)
+                .run_fallback();
                 let tol = 2e-6 * k as f32;
                 for (idx, (x, y)) in fast.iter().zip(&oracle).enumerate() {
                     assert!(
@@ -424,7 +482,20 @@ mod tests {
                     );
                 }
                 let mut again = c0.clone();
-                gemm(ta, tb, m, n, k, 0.75, &a, &b, -1.5, &mut again);
+                Product::new(
+                    (m, n, k),
+                    Operand {
+                        data: &a,
+                        trans: ta,
+                    },
+                    Operand {
+                        data: &b,
+                        trans: tb,
+                    },
+                    &mut again,
+                )
+                .scaled(0.75, -1.5)
+                .run();
                 assert!(fast
                     .iter()
                     .zip(&again)
@@ -450,20 +521,22 @@ mod tests {
             let bias = random(n, &mut rng);
             for relu in [false, true] {
                 let mut fused = vec![f32::NAN; m * n];
-                gemm_bias(
-                    Trans::No,
-                    Trans::Yes,
-                    m,
-                    n,
-                    k,
-                    &x,
-                    &w,
-                    &bias,
-                    relu,
+                Product::new(
+                    (m, n, k),
+                    Operand::stored(&x),
+                    Operand::transposed(&w),
                     &mut fused,
-                );
+                )
+                .then(Epilogue::Bias { bias: &bias, relu })
+                .run();
                 let mut apart = vec![0.0; m * n];
-                gemm(Trans::No, Trans::Yes, m, n, k, 1.0, &x, &w, 0.0, &mut apart);
+                Product::new(
+                    (m, n, k),
+                    Operand::stored(&x),
+                    Operand::transposed(&w),
+                    &mut apart,
+                )
+                .run();
                 for row in apart.chunks_exact_mut(n) {
                     bias_relu(row, &bias, relu);
                 }
@@ -497,59 +570,39 @@ mod tests {
             let (c1, c2) = (random(m1 * n1, &mut rng), random(m2 * n2, &mut rng));
             let mask = random(m2 * n2, &mut rng); // about half ≤ 0
             let (mut p1, mut p2) = (c1.clone(), c2.clone());
-            gemm_pair(
-                Product {
-                    ta: Trans::Yes,
-                    tb: Trans::No,
-                    m: m1,
-                    n: n1,
-                    k: k1,
-                    alpha: 1.0,
-                    a: &a1,
-                    b: &b1,
-                    beta: 0.0,
-                    c: &mut p1,
-                    relu_mask: None,
-                },
-                Product {
-                    ta: Trans::No,
-                    tb: Trans::No,
-                    m: m2,
-                    n: n2,
-                    k: k2,
-                    alpha: 0.5,
-                    a: &a2,
-                    b: &b2,
-                    beta: 2.0,
-                    c: &mut p2,
-                    relu_mask: Some(&mask),
-                },
+            let relu_grad_epilogue = Epilogue::ReluGrad { mask: &mask };
+            run_pair(
+                Product::new(
+                    (m1, n1, k1),
+                    Operand::transposed(&a1),
+                    Operand::stored(&b1),
+                    &mut p1,
+                ),
+                Product::new(
+                    (m2, n2, k2),
+                    Operand::stored(&a2),
+                    Operand::stored(&b2),
+                    &mut p2,
+                )
+                .scaled(0.5, 2.0)
+                .then(relu_grad_epilogue),
             );
             let (mut s1, mut s2) = (c1.clone(), c2.clone());
-            gemm(
-                Trans::Yes,
-                Trans::No,
-                m1,
-                n1,
-                k1,
-                1.0,
-                &a1,
-                &b1,
-                0.0,
+            Product::new(
+                (m1, n1, k1),
+                Operand::transposed(&a1),
+                Operand::stored(&b1),
                 &mut s1,
-            );
-            gemm(
-                Trans::No,
-                Trans::No,
-                m2,
-                n2,
-                k2,
-                0.5,
-                &a2,
-                &b2,
-                2.0,
+            )
+            .run();
+            Product::new(
+                (m2, n2, k2),
+                Operand::stored(&a2),
+                Operand::stored(&b2),
                 &mut s2,
-            );
+            )
+            .scaled(0.5, 2.0)
+            .run();
             relu_grad(&mut s2, &mask);
             let same =
                 |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits());
@@ -658,20 +711,25 @@ mod tests {
             random(n, &mut rng),
         );
         let mut fast = vec![0.0; m * n];
-        gemm_bias(
-            Trans::No,
-            Trans::Yes,
-            m,
-            n,
-            k,
-            &a,
-            &b,
-            &bias,
-            true,
+        Product::new(
+            (m, n, k),
+            Operand::stored(&a),
+            Operand::transposed(&b),
             &mut fast,
-        );
+        )
+        .then(Epilogue::Bias {
+            bias: &bias,
+            relu: true,
+        })
+        .run();
         let mut slow = vec![0.0; m * n];
-        gemm_naive(Trans::No, Trans::Yes, m, n, k, 1.0, &a, &b, 0.0, &mut slow);
+        Product::new(
+            (m, n, k),
+            Operand::stored(&a),
+            Operand::transposed(&b),
+            &mut slow,
+        )
+        .run_naive();
         for (row, (f, s)) in fast
             .chunks_exact(n)
             .zip(slow.chunks_exact_mut(n))
@@ -691,14 +749,32 @@ mod tests {
         for (m, n, k) in [(0, 5, 3), (4, 0, 3), (0, 0, 2), (0, 5, 0)] {
             let (a, b) = (vec![1.0; m * k], vec![1.0; k * n]);
             let mut c = vec![7.0; m * n];
-            gemm(Trans::No, Trans::No, m, n, k, 1.0, &a, &b, 0.0, &mut c);
-            gemm(Trans::Yes, Trans::Yes, m, n, k, 1.0, &a, &b, 2.0, &mut c);
-            gemm_fallback(Trans::No, Trans::Yes, m, n, k, 1.0, &a, &b, 0.0, &mut c);
+            Product::new((m, n, k), Operand::stored(&a), Operand::stored(&b), &mut c).run();
+            Product::new(
+                (m, n, k),
+                Operand::transposed(&a),
+                Operand::transposed(&b),
+                &mut c,
+            )
+            .scaled(1.0, 2.0)
+            .run();
+            Product::new(
+                (m, n, k),
+                Operand::stored(&a),
+                Operand::transposed(&b),
+                &mut c,
+            )
+            .run_fallback();
             // (Not gemm_bias with n == 0: its fallback arm panics in chunks_exact_mut(0). No
             // layer has 0 outputs, so the library never asks for it.)
             if n > 0 {
                 let bias = vec![1.0; n];
-                gemm_bias(Trans::No, Trans::No, m, n, k, &a, &b, &bias, true, &mut c);
+                Product::new((m, n, k), Operand::stored(&a), Operand::stored(&b), &mut c)
+                    .then(Epilogue::Bias {
+                        bias: &bias,
+                        relu: true,
+                    })
+                    .run();
             }
             assert!(c.is_empty(), "{m}×{n}×{k}");
         }
@@ -717,48 +793,32 @@ mod tests {
                 let (c1, c2) = (random(m1 * n1, &mut rng), random(m2 * n2, &mut rng));
                 let mask = random(m2 * n2, &mut rng);
                 let (mut p1, mut p2) = (c1.clone(), c2.clone());
-                let product = |m, n, k, a, b, c, relu_mask| Product {
-                    ta: Trans::No,
-                    tb: Trans::Yes,
-                    m,
-                    n,
-                    k,
-                    alpha: 0.5,
-                    a,
-                    b,
-                    beta: 2.0,
-                    c,
-                    relu_mask,
+                let product = |(m, n, k), a, b, c| {
+                    Product::new((m, n, k), Operand::stored(a), Operand::transposed(b), c)
+                        .scaled(0.5, 2.0)
                 };
-                gemm_pair(
-                    product(m1, n1, k1, &a1, &b1, &mut p1, None),
-                    product(m2, n2, k2, &a2, &b2, &mut p2, Some(&mask)),
+                run_pair(
+                    product((m1, n1, k1), &a1, &b1, &mut p1),
+                    product((m2, n2, k2), &a2, &b2, &mut p2)
+                        .then(Epilogue::ReluGrad { mask: &mask }),
                 );
                 let (mut s1, mut s2) = (c1.clone(), c2.clone());
-                gemm(
-                    Trans::No,
-                    Trans::Yes,
-                    m1,
-                    n1,
-                    k1,
-                    0.5,
-                    &a1,
-                    &b1,
-                    2.0,
+                Product::new(
+                    (m1, n1, k1),
+                    Operand::stored(&a1),
+                    Operand::transposed(&b1),
                     &mut s1,
-                );
-                gemm(
-                    Trans::No,
-                    Trans::Yes,
-                    m2,
-                    n2,
-                    k2,
-                    0.5,
-                    &a2,
-                    &b2,
-                    2.0,
+                )
+                .scaled(0.5, 2.0)
+                .run();
+                Product::new(
+                    (m2, n2, k2),
+                    Operand::stored(&a2),
+                    Operand::transposed(&b2),
                     &mut s2,
-                );
+                )
+                .scaled(0.5, 2.0)
+                .run();
                 relu_grad(&mut s2, &mask);
                 let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(
@@ -777,44 +837,59 @@ mod tests {
 
     /// A 2×2×2 product whose ReLU mask has one value too many.
     fn product_with_a_long_mask<'a>(c: &'a mut [f32], mask: &'a [f32]) -> Product<'a> {
-        Product {
-            ta: Trans::No,
-            tb: Trans::No,
-            m: 2,
-            n: 2,
-            k: 2,
-            alpha: 1.0,
-            a: &[1.0; 4],
-            b: &[1.0; 4],
-            beta: 0.0,
-            c,
-            relu_mask: Some(mask),
-        }
+        let ones = Operand::stored(&[1.0; 4]);
+        Product::new((2, 2, 2), ones, ones, c).then(Epilogue::ReluGrad { mask })
     }
 
     #[test]
-    #[should_panic(expected = "relu_mask is not shaped like c")]
+    #[should_panic(expected = "the ReLU mask has 5 elements, expected 2×2")]
     fn a_product_refuses_a_mask_not_shaped_like_c() {
         product_with_a_long_mask(&mut [0.0; 4], &[1.0; 5]).run();
     }
 
     #[test]
-    #[should_panic(expected = "relu_mask is not shaped like c")]
+    #[should_panic(expected = "the ReLU mask has 5 elements, expected 2×2")]
     fn a_pair_refuses_a_mask_not_shaped_like_c() {
         let (mut c1, mut c2) = ([0.0; 4], [0.0; 4]);
         let mask = [1.0; 5];
-        gemm_pair(
+        run_pair(
             product_with_a_long_mask(&mut c1, &mask[..4]),
             product_with_a_long_mask(&mut c2, &mask),
         );
     }
 
     #[test]
+    #[should_panic(expected = "the bias has 3 elements, expected 1×2")]
+    fn a_product_refuses_a_bias_not_as_wide_as_c() {
+        let ones = Operand::stored(&[1.0; 4]);
+        let bias = Epilogue::Bias {
+            bias: &[0.0; 3],
+            relu: false,
+        };
+        Product::new((2, 2, 2), ones, ones, &mut [0.0; 4])
+            .then(bias)
+            .run();
+    }
+
+    #[test]
     fn empty_inner_dimension_scales_c() {
         let mut c = [1.0, -2.0];
-        gemm(Trans::No, Trans::No, 1, 2, 0, 1.0, &[], &[], 3.0, &mut c);
+        Product::new(
+            (1, 2, 0),
+            Operand::stored(&[]),
+            Operand::stored(&[]),
+            &mut c,
+        )
+        .scaled(1.0, 3.0)
+        .run();
         assert_eq!(c, [3.0, -6.0]);
-        gemm(Trans::No, Trans::No, 1, 2, 0, 1.0, &[], &[], 0.0, &mut c);
+        Product::new(
+            (1, 2, 0),
+            Operand::stored(&[]),
+            Operand::stored(&[]),
+            &mut c,
+        )
+        .run();
         assert_eq!(c, [0.0, 0.0]);
     }
 
@@ -823,7 +898,7 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0];
         let b = [1.0, 0.0, 0.0, 1.0];
         let mut c = [f32::NAN; 4];
-        gemm(Trans::No, Trans::No, 2, 2, 2, 1.0, &a, &b, 0.0, &mut c);
+        Product::new((2, 2, 2), Operand::stored(&a), Operand::stored(&b), &mut c).run();
         assert_eq!(c, a);
     }
 
@@ -831,17 +906,12 @@ mod tests {
     #[should_panic(expected = "expected 2×3")]
     fn wrong_shape_is_caught_before_the_unsafe_call() {
         let mut c = [0.0; 4];
-        gemm(
-            Trans::No,
-            Trans::No,
-            2,
-            2,
-            3,
-            1.0,
-            &[0.0; 5],
-            &[0.0; 6],
-            0.0,
+        Product::new(
+            (2, 2, 3),
+            Operand::stored(&[0.0; 5]),
+            Operand::stored(&[0.0; 6]),
             &mut c,
-        );
+        )
+        .run();
     }
 }
