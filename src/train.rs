@@ -414,9 +414,9 @@ pub enum Event<'a> {
     Log(&'a Progress),
 }
 
-/// How a run is driven: its length, checkpoints, and an external stop request.
+/// How a run is watched over: its checkpoints and an external stop request.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Plan<'a> {
+pub struct Control<'a> {
     /// Write a checkpoint here every `checkpoint_every` iterations, at the end, and on a stop.
     pub checkpoint: Option<&'a Path>,
     /// Iterations between checkpoints (0: only at the end and on a stop).
@@ -450,95 +450,120 @@ pub struct Outcome {
     pub train_time: Duration,
 }
 
-/// Runs `trainer` up to its configured length on `train`, reporting to `observe` (every
-/// iteration, and a progress line every `log_every`), checkpointing as `plan` says, then
-/// evaluates on `test`.
-pub fn run(
-    mut trainer: Trainer,
-    train: &Dataset,
-    test: &Dataset,
-    plan: Plan<'_>,
-    mut observe: impl FnMut(Event<'_>),
-) -> Result<Finished> {
-    test.expect_pixels(trainer.model().layout().input())?;
-    let cfg = trainer.config().clone();
-    let iterations = cfg.iterations(train.len());
-    let first = trainer.iteration();
-    log::info!(
-        "training {} network {:?} for iterations {first}..{iterations} (batch {}, lr {} {}, seed {}) on {} images",
-        cfg.arch.name(),
-        trainer.model().layout().sizes(),
-        cfg.batch,
-        cfg.learning_rate(),
-        cfg.schedule.name(),
-        cfg.seed,
-        train.len()
-    );
-    let start = Instant::now();
-    for i in first..iterations {
-        trainer.step(train)?;
-        if i % cfg.log_every == 0 {
-            let (loss, accuracy) = trainer.batch_metrics();
-            let line = LogLine {
-                iteration: i,
-                loss,
-                accuracy,
-            };
-            observe(Event::Log(&Progress {
-                line,
-                elapsed: start.elapsed(),
-                lr: trainer.last_learning_rate(),
-            }));
+impl Trainer {
+    /// Trains up to the configured length on `train`, reporting to `observe` (every iteration,
+    /// and a progress line every `log_every`), checkpointing and stopping as `control` says,
+    /// then evaluates on `test`.
+    pub fn train_to_end(
+        mut self,
+        train: &Dataset,
+        test: &Dataset,
+        control: Control<'_>,
+        mut observe: impl FnMut(Event<'_>),
+    ) -> Result<Finished> {
+        test.expect_pixels(self.model.layout().input())?;
+        let iterations = self.cfg.iterations(train.len());
+        let first = self.iteration;
+        log::info!(
+            "training {} network {:?} for iterations {first}..{iterations} (batch {}, lr {} {}, seed {}) on {} images",
+            self.cfg.arch.name(),
+            self.model.layout().sizes(),
+            self.cfg.batch,
+            self.cfg.learning_rate(),
+            self.cfg.schedule.name(),
+            self.cfg.seed,
+            train.len()
+        );
+        let start = Instant::now();
+        for i in first..iterations {
+            self.step(train)?;
+            if i % self.cfg.log_every == 0 {
+                let (loss, accuracy) = self.batch_metrics();
+                observe(Event::Log(&Progress {
+                    line: LogLine {
+                        iteration: i,
+                        loss,
+                        accuracy,
+                    },
+                    elapsed: start.elapsed(),
+                    lr: self.last_learning_rate(),
+                }));
+            }
+            let done = i + 1;
+            observe(Event::Iteration(done));
+            if done < iterations {
+                if let Some(stopped) = self.checkpoint_or_stop(done, control)? {
+                    return Ok(stopped);
+                }
+            }
         }
-        let done = i + 1;
-        observe(Event::Iteration(done));
-        if let Some(path) = plan.checkpoint {
-            if plan.checkpoint_every > 0 && done % plan.checkpoint_every == 0 && done < iterations {
-                trainer.save_checkpoint(path)?;
+        let train_time = start.elapsed();
+        self.finish(test, control, first..iterations, train_time)
+    }
+
+    /// After iteration `done` (not the last): the periodic checkpoint if it is due, then, if a
+    /// stop was asked for, a checkpoint and the stop.
+    fn checkpoint_or_stop(&self, done: usize, control: Control<'_>) -> Result<Option<Finished>> {
+        if let Some(path) = control.checkpoint {
+            if control.checkpoint_every > 0 && done % control.checkpoint_every == 0 {
+                self.save_checkpoint(path)?;
                 log::debug!(
                     "checkpoint at iteration {done} written to {}",
                     path.display()
                 );
             }
         }
-        if plan.stop.is_some_and(|s| s.load(Ordering::SeqCst)) && done < iterations {
-            if let Some(path) = plan.checkpoint {
-                trainer.save_checkpoint(path)?;
-            }
-            return Ok(Finished::Stopped {
-                iteration: done,
-                checkpoint: plan.checkpoint.map(Path::to_path_buf),
-            });
+        if !control.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return Ok(None);
         }
+        if let Some(path) = control.checkpoint {
+            self.save_checkpoint(path)?;
+        }
+        Ok(Some(Finished::Stopped {
+            iteration: done,
+            checkpoint: control.checkpoint.map(Path::to_path_buf),
+        }))
     }
-    let train_time = start.elapsed();
-    let ran = iterations.saturating_sub(first);
-    if ran > 0 {
-        log::info!(
-            "{ran} iterations in {:.2} s ({:.2} ms/iteration)",
-            train_time.as_secs_f64(),
-            train_time.as_secs_f64() * 1e3 / ran as f64
-        );
-    } else {
-        log::warn!(
-            "the checkpoint is already at iteration {first} of {iterations}, the end of its run: \
-             nothing to train"
-        );
+
+    /// The end of a run that trained the iterations `ran` in `train_time`: the last
+    /// checkpoint, then the test set.
+    fn finish(
+        mut self,
+        test: &Dataset,
+        control: Control<'_>,
+        ran: std::ops::Range<usize>,
+        train_time: Duration,
+    ) -> Result<Finished> {
+        if ran.is_empty() {
+            log::warn!(
+                "the checkpoint is already at iteration {} of {}, the end of its run: nothing \
+                 to train",
+                ran.start,
+                ran.end
+            );
+        } else {
+            log::info!(
+                "{} iterations in {:.2} s ({:.2} ms/iteration)",
+                ran.len(),
+                train_time.as_secs_f64(),
+                train_time.as_secs_f64() * 1e3 / ran.len() as f64
+            );
+        }
+        if let Some(path) = control.checkpoint {
+            self.save_checkpoint(path)?;
+        }
+        // In the training buffers: the end of a run allocates nothing that training did not.
+        let correct = self.model.evaluate_in(&mut self.ws, test)?;
+        Ok(Finished::Done(Outcome {
+            test: TestAccuracy {
+                correct,
+                total: test.len(),
+            },
+            model: self.model,
+            iterations: ran.end,
+            train_time,
+        }))
     }
-    if let Some(path) = plan.checkpoint {
-        trainer.save_checkpoint(path)?;
-    }
-    // In the training buffers: the end of a run allocates nothing that training did not.
-    let correct = trainer.model.evaluate_in(&mut trainer.ws, test)?;
-    Ok(Finished::Done(Outcome {
-        test: TestAccuracy {
-            correct,
-            total: test.len(),
-        },
-        model: trainer.model,
-        iterations,
-        train_time,
-    }))
 }
 
 /// Trains a fresh network as `cfg` says on `train`, calling `on_log` with each progress line,
@@ -554,13 +579,7 @@ pub fn train(
             on_log(&p.line);
         }
     };
-    match run(
-        Trainer::new(cfg, train)?,
-        train,
-        test,
-        Plan::default(),
-        observe,
-    )? {
+    match Trainer::new(cfg, train)?.train_to_end(train, test, Control::default(), observe)? {
         Finished::Done(outcome) => Ok(outcome),
         Finished::Stopped { .. } => unreachable!("no stop flag was given"),
     }

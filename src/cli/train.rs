@@ -3,18 +3,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use mnist_mlp::checkpoint;
 use mnist_mlp::data::{locate, Dataset, Split};
 use mnist_mlp::fsio::{check_writable, same_file, FileLock};
-use mnist_mlp::model::{Arch, DEFAULT_HIDDEN};
+use mnist_mlp::limits::Limits;
+use mnist_mlp::model::{Arch, Mlp};
 use mnist_mlp::model_file::{self, join};
-use mnist_mlp::train::{
-    run as run_training, Finished, Length, Plan, Progress, TrainConfig, Trainer,
-};
+use mnist_mlp::train::{Control, Event, Finished, Length, Progress, TrainConfig, Trainer};
 
 use super::args::{TrainArgs, DEFAULT_CHECKPOINT_EVERY, DEFAULT_LOG_EVERY};
 use super::{hide_bar, load_model, note_decompressed, set_threads, show_bar, signals, Out};
@@ -129,136 +128,20 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-pub fn run(mut a: TrainArgs) -> Result<u8> {
+/// `mnist-mlp train`: checks the command line, opens the data, trains with a progress bar,
+/// then reports an interrupted run or the test accuracy, and saves what was asked.
+pub fn run(a: TrainArgs) -> Result<u8> {
     set_threads(a.threads);
-    // Given, or else the checkpoint's own length when resuming, or the tutorial's 1000.
-    let given = match (a.iterations, a.epochs) {
-        (_, Some(e)) => Some(Length::Epochs(e)),
-        (Some(i), None) => Some(Length::Iterations(i)),
-        (None, None) => None,
-    };
-    let length = given.unwrap_or(Length::Iterations(1000));
-    let defaults = TrainConfig::default();
-    let cfg = TrainConfig {
-        arch: a.arch.map_or(defaults.arch, Arch::from),
-        hidden: a
-            .hidden
-            .clone()
-            .map_or_else(|| DEFAULT_HIDDEN.to_vec(), |h| h.0),
-        length,
-        batch: a.batch.unwrap_or(defaults.batch),
-        lr: a.lr,
-        seed: a.seed.unwrap_or(defaults.seed),
-        log_every: a.log_every,
-        shuffle: !a.no_shuffle,
-        schedule: a.lr_schedule.into(),
-    };
-    let limits = a.limits.limits();
-    // Files to be written are checked before any work: a run must not train for an hour and
-    // then find that its model cannot be saved.
-    for path in [&a.save, &a.checkpoint].into_iter().flatten() {
-        check_writable(path, true)?;
-    }
-    if let Some(path) = &a.metrics {
-        check_writable(path, false)?;
-    }
-    check_no_clobber(&a)?;
-    // One run per checkpoint: a second run pointed at the same file is refused before it does
-    // any work, instead of both overwriting it. (`FILE.lock` stays; the lock dies with us.)
-    let _lock = a.checkpoint.as_deref().map(FileLock::acquire).transpose()?;
-    // Model files before data files: each input is checked before the next is opened.
-    let init = match &a.init {
-        // A checkpoint holds a model too; its optimizer state is not used.
-        Some(path) => Some(
-            load_model(path, a.arch, &limits)
-                .context("loading --init")?
-                .model,
-        ),
-        None => None,
-    };
-    // Read within the limits and checked before the data; the trainer resumes from it.
-    let resume = match &a.resume {
-        Some(path) => {
-            let f =
-                model_file::load_with(path, &checkpoint::EXTRAS, &limits).context("resuming")?;
-            checkpoint::expect(&f, path).context("resuming")?;
-            Some((path, f))
-        }
-        None => None,
-    };
-    // A resumed run goes on checkpointing to the file it resumed from, once it has been read.
-    let _resume_lock = match (&resume, &a.checkpoint) {
-        (Some((path, _)), None) => {
-            if a.save.as_deref().is_some_and(|s| same_file(s, path)) {
-                bail!(
-                    "--save {}: is the checkpoint this run resumes from and goes on \
-                     checkpointing to; give --save another path, or --checkpoint another file",
-                    path.display()
-                );
-            }
-            check_writable(path, true)?;
-            let lock = FileLock::acquire(path)?;
-            a.checkpoint = Some(path.to_path_buf());
-            Some(lock)
-        }
-        _ => None,
-    };
-    let train_set =
-        Dataset::open_with(&a.data, Split::Train, &limits).context("loading the training set")?;
-    let test_set =
-        Dataset::open_with(&a.data, Split::Test, &limits).context("loading the test set")?;
-
-    let trainer = if let Some((path, f)) = resume {
-        Trainer::resume_loaded(f, path, given, a.log_every, &train_set)
-            .context("resuming (--iterations or --epochs sets the length to train to)")?
-    } else if let (Some(path), Some(model)) = (&a.init, init) {
-        let sizes = model.layout().sizes();
-        let file_hidden = &sizes[1..sizes.len() - 1];
-        if let Some(h) = a.hidden.as_ref().filter(|h| h.0 != file_hidden) {
-            bail!(
-                "--hidden {} conflicts with {} (hidden {})",
-                join(&h.0),
-                path.display(),
-                join(file_hidden)
-            );
-        }
-        Trainer::with_model(&cfg, &train_set, model)?
-    } else {
-        Trainer::new(&cfg, &train_set)?
-    };
+    let mut job = Job::check(a)?;
+    let train_set = Dataset::open_with(&job.args.data, Split::Train, &job.limits)
+        .context("loading the training set")?;
+    let test_set = Dataset::open_with(&job.args.data, Split::Test, &job.limits)
+        .context("loading the test set")?;
+    let trainer = job.trainer(&train_set)?;
+    let args = &job.args;
     let cfg = trainer.config().clone();
-    let total = cfg.iterations(train_set.len());
-
-    let mut metrics = match &a.metrics {
-        Some(p) => Some(Metrics::open(p, a.resume.is_some())?),
-        None => None,
-    };
-    note_decompressed(&[&train_set, &test_set]);
-    let bar = progress_bar(trainer.iteration(), total);
-    let stop = signals::install();
-    let plan = Plan {
-        checkpoint: a.checkpoint.as_deref(),
-        checkpoint_every: a.checkpoint_every,
-        stop: Some(stop),
-    };
     let mut out = Out::new();
-    let mut metrics_error = None;
-    let finished = run_training(trainer, &train_set, &test_set, plan, |event| match event {
-        mnist_mlp::train::Event::Iteration(done) => bar.set_position(done as u64),
-        mnist_mlp::train::Event::Log(p) => {
-            bar.suspend(|| out.line(p.line));
-            if let Some(m) = metrics.as_mut() {
-                if let Err(e) = m.row(p) {
-                    metrics_error.get_or_insert(e);
-                }
-            }
-        }
-    });
-    hide_bar();
-    if let Some(e) = metrics_error {
-        return Err(e);
-    }
-    match finished? {
+    match train_with_progress(args, trainer, (&train_set, &test_set), &mut out)? {
         Finished::Stopped {
             iteration,
             checkpoint,
@@ -269,7 +152,7 @@ pub fn run(mut a: TrainArgs) -> Result<u8> {
                     "mnist-mlp: interrupted after iteration {iteration}; checkpoint written to {}\n\
                      mnist-mlp: resume with: {}",
                     p.display(),
-                    resume_command(&a, &p)
+                    resume_command(args, &p)
                 ),
                 None => eprintln!(
                     "mnist-mlp: interrupted after iteration {iteration}; no --checkpoint was \
@@ -279,12 +162,7 @@ pub fn run(mut a: TrainArgs) -> Result<u8> {
             Ok(signals::exit_code())
         }
         Finished::Done(outcome) => {
-            out.line("");
-            out.line(outcome.test);
-            if let Some(m) = metrics.as_mut() {
-                m.test_accuracy(outcome.iterations, outcome.test.value())?;
-            }
-            if let Some(path) = &a.save {
+            if let Some(path) = &args.save {
                 let facts = [
                     ("iterations", outcome.iterations.to_string()),
                     ("seed", cfg.seed.to_string()),
@@ -300,6 +178,178 @@ pub fn run(mut a: TrainArgs) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// A `train` command line, checked before any work is done: the configuration, the outputs
+/// (writable, clobbering nothing, locked), and the model file the run starts from, read.
+struct Job {
+    args: TrainArgs,
+    cfg: TrainConfig,
+    /// The length given on the command line; a resumed run keeps its own otherwise.
+    given: Option<Length>,
+    start: Start,
+    limits: Limits,
+    /// The checkpoint's lock, held for the whole run (`FILE.lock` stays; the lock dies with
+    /// us).
+    _lock: Option<FileLock>,
+}
+
+/// What a run starts from.
+enum Start {
+    Fresh,
+    /// `--init`: a model (a checkpoint's optimizer state is not used).
+    Init(PathBuf, Mlp),
+    /// `--resume`: a checkpoint, read within the limits and checked.
+    Resume(PathBuf, model_file::Loaded),
+}
+
+impl Job {
+    fn check(mut a: TrainArgs) -> Result<Job> {
+        // Given, or else the checkpoint's own length when resuming, or the tutorial's.
+        let given = match (a.iterations, a.epochs) {
+            (_, Some(e)) => Some(Length::Epochs(e)),
+            (Some(i), None) => Some(Length::Iterations(i)),
+            (None, None) => None,
+        };
+        let defaults = TrainConfig::default();
+        let cfg = TrainConfig {
+            arch: a.arch.map_or(defaults.arch, Arch::from),
+            hidden: a.hidden.clone().map_or(defaults.hidden, |h| h.0),
+            length: given.unwrap_or(defaults.length),
+            batch: a.batch.unwrap_or(defaults.batch),
+            lr: a.lr,
+            seed: a.seed.unwrap_or(defaults.seed),
+            log_every: a.log_every,
+            shuffle: !a.no_shuffle,
+            schedule: a.lr_schedule.into(),
+        };
+        let limits = a.limits.limits();
+        // Files to be written are checked before any work: a run must not train for an hour
+        // and then find that its model cannot be saved.
+        for path in [&a.save, &a.checkpoint].into_iter().flatten() {
+            check_writable(path, true)?;
+        }
+        if let Some(path) = &a.metrics {
+            check_writable(path, false)?;
+        }
+        check_no_clobber(&a)?;
+        // One run per checkpoint: a second run pointed at the same file is refused before it
+        // does any work, instead of both overwriting it.
+        let mut lock = a.checkpoint.as_deref().map(FileLock::acquire).transpose()?;
+        // Model files before data files: each input is checked before the next is opened.
+        let start = match (&a.init, &a.resume) {
+            (Some(path), _) => {
+                let loaded = load_model(path, a.arch, &limits).context("loading --init")?;
+                Start::Init(path.clone(), loaded.model)
+            }
+            (None, Some(path)) => {
+                let f = model_file::load_with(path, &checkpoint::EXTRAS, &limits)
+                    .context("resuming")?;
+                checkpoint::expect(&f, path).context("resuming")?;
+                // A resumed run goes on checkpointing to the file it resumed from.
+                if a.checkpoint.is_none() {
+                    lock = Some(checkpoint_to_resumed(&a, path)?);
+                    a.checkpoint = Some(path.clone());
+                }
+                Start::Resume(path.clone(), f)
+            }
+            (None, None) => Start::Fresh,
+        };
+        Ok(Job {
+            args: a,
+            cfg,
+            given,
+            start,
+            limits,
+            _lock: lock,
+        })
+    }
+
+    /// The trainer the run starts from, on `train_set` (the model read is moved into it).
+    fn trainer(&mut self, train_set: &Dataset) -> Result<Trainer> {
+        let a = &self.args;
+        Ok(match std::mem::replace(&mut self.start, Start::Fresh) {
+            Start::Resume(path, f) => {
+                Trainer::resume_loaded(f, &path, self.given, a.log_every, train_set)
+                    .context("resuming (--iterations or --epochs sets the length to train to)")?
+            }
+            Start::Init(path, model) => {
+                let sizes = model.layout().sizes();
+                let file_hidden = &sizes[1..sizes.len() - 1];
+                if let Some(h) = a.hidden.as_ref().filter(|h| h.0 != file_hidden) {
+                    bail!(
+                        "--hidden {} conflicts with {} (hidden {})",
+                        join(&h.0),
+                        path.display(),
+                        join(file_hidden)
+                    );
+                }
+                Trainer::with_model(&self.cfg, train_set, model)?
+            }
+            Start::Fresh => Trainer::new(&self.cfg, train_set)?,
+        })
+    }
+}
+
+/// Checks that a resumed run can go on checkpointing to the file `path` it resumes from, and
+/// locks it.
+fn checkpoint_to_resumed(a: &TrainArgs, path: &Path) -> Result<FileLock> {
+    if a.save.as_deref().is_some_and(|s| same_file(s, path)) {
+        bail!(
+            "--save {}: is the checkpoint this run resumes from and goes on checkpointing to; \
+             give --save another path, or --checkpoint another file",
+            path.display()
+        );
+    }
+    check_writable(path, true)?;
+    Ok(FileLock::acquire(path)?)
+}
+
+/// Trains `trainer` to the end of its run or to a signal, with the progress bar, the tutorial's
+/// lines on `out` and the `--metrics` CSV; on success, prints the test accuracy.
+fn train_with_progress(
+    a: &TrainArgs,
+    trainer: Trainer,
+    (train_set, test_set): (&Dataset, &Dataset),
+    out: &mut Out,
+) -> Result<Finished> {
+    let total = trainer.config().iterations(train_set.len());
+    let mut metrics = match &a.metrics {
+        Some(p) => Some(Metrics::open(p, a.resume.is_some())?),
+        None => None,
+    };
+    note_decompressed(&[train_set, test_set]);
+    let bar = progress_bar(trainer.iteration(), total);
+    let control = Control {
+        checkpoint: a.checkpoint.as_deref(),
+        checkpoint_every: a.checkpoint_every,
+        stop: Some(signals::install()),
+    };
+    let mut metrics_error = None;
+    let finished = trainer.train_to_end(train_set, test_set, control, |event| match event {
+        Event::Iteration(done) => bar.set_position(done as u64),
+        Event::Log(p) => {
+            bar.suspend(|| out.line(p.line));
+            if let Some(m) = metrics.as_mut() {
+                if let Err(e) = m.row(p) {
+                    metrics_error.get_or_insert(e);
+                }
+            }
+        }
+    });
+    hide_bar();
+    if let Some(e) = metrics_error {
+        return Err(e);
+    }
+    let finished = finished?;
+    if let Finished::Done(outcome) = &finished {
+        out.line("");
+        out.line(outcome.test);
+        if let Some(m) = metrics.as_mut() {
+            m.test_accuracy(outcome.iterations, outcome.test.value())?;
+        }
+    }
+    Ok(finished)
 }
 
 /// A bar with ETA and iterations/s, only when both stdout and stderr are terminals (so logs
