@@ -4,7 +4,7 @@
 //!
 //! `MATMUL_NUM_THREADS=N cargo bench` sets the GEMM threads (default: one per core, at most 4).
 
-use mnist_mlp::bench::{run, BenchConfig};
+use mnist_mlp::bench::{measure, BenchConfig};
 use mnist_mlp::model::{Arch, DEFAULT_HIDDEN};
 
 fn main() {
@@ -26,7 +26,7 @@ fn main() {
             steps: 200,
             threads,
         };
-        match run(&cfg) {
+        match measure(&cfg) {
             Ok(report) => println!("{report}\n"),
             Err(e) => {
                 eprintln!("bench failed: {e}");

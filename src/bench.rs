@@ -273,7 +273,7 @@ fn step_products(
 }
 
 /// Runs every measurement.
-pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
+pub fn measure(cfg: &BenchConfig) -> Result<BenchReport> {
     let mut rng = Rng::new(1);
     let sizes = mnist_sizes(&cfg.hidden);
     let reps = cfg.steps.max(1);
@@ -521,7 +521,7 @@ mod tests {
             steps: 3,
             threads: 1,
         };
-        let r = run(&cfg).unwrap();
+        let r = measure(&cfg).unwrap();
         assert_eq!(r.gemms.len(), 5);
         assert!(r.step.min <= r.step.median && r.step.median <= r.step.max);
         assert!(r.peak_core > 0.0);

@@ -234,7 +234,7 @@ impl Mlp {
     /// Softmax cross-entropy of the logits of the last [`Mlp::forward`] against the labels in
     /// `ws`; leaves `∂L/∂logits` in the workspace for [`Mlp::backward`]. Returns the mean loss
     /// and the number of correct rows.
-    pub fn loss(&self, ws: &mut Workspace, bsz: usize) -> (f32, usize) {
+    pub fn loss_and_gradient(&self, ws: &mut Workspace, bsz: usize) -> (f32, usize) {
         let c = self.layout.classes();
         let last = self.layout.layers() - 1;
         let logits = &ws.acts[last + 1][..bsz * c];
@@ -246,7 +246,7 @@ impl Mlp {
         )
     }
 
-    /// Backward pass after [`Mlp::loss`]: writes every parameter's gradient into `grads`
+    /// Backward pass after [`Mlp::loss_and_gradient`]: writes every parameter's gradient into `grads`
     /// (same layout as the parameters). The first layer's input gradient is not computed.
     pub fn backward(&self, grads: &mut [f32], ws: &mut Workspace, bsz: usize) {
         assert_eq!(grads.len(), self.params.len());

@@ -85,12 +85,12 @@ impl Data<'_> {
 }
 
 /// A tensor on its way to the file, borrowed from where it lives.
-struct Out<'a> {
+struct TensorOut<'a> {
     data: Data<'a>,
     shape: Vec<usize>,
 }
 
-impl View for &Out<'_> {
+impl View for &TensorOut<'_> {
     fn dtype(&self) -> Dtype {
         match self.data {
             Data::F32(_) => Dtype::F32,
@@ -115,7 +115,7 @@ impl View for &Out<'_> {
 }
 
 /// A file's tensors by name, in the order they are written.
-type Tensors<'a> = Vec<(String, Out<'a>)>;
+type Tensors<'a> = Vec<(String, TensorOut<'a>)>;
 
 /// The 4-byte element types of a file.
 trait Word: Copy {
@@ -178,7 +178,7 @@ fn contents<'a>(
     meta.insert("classes".into(), layout.classes().to_string());
 
     let mut tensors = Vec::new();
-    let mut add = |name: String, data, shape| tensors.push((name, Out { data, shape }));
+    let mut add = |name: String, data, shape| tensors.push((name, TensorOut { data, shape }));
     for l in 0..layout.layers() {
         let (i, o) = layout.dims(l);
         let (w, b) = layout.split(model.params(), l);

@@ -369,7 +369,7 @@ impl Trainer {
         let (x, y) = self.ws.input_mut(b);
         self.batcher.next_batch(train, x, y);
         self.model.forward(&mut self.ws, b);
-        let (loss, _) = self.model.loss(&mut self.ws, b);
+        let (loss, _) = self.model.loss_and_gradient(&mut self.ws, b);
         if !loss.is_finite() {
             return Err(Error::Diverged {
                 iteration: self.iteration,
@@ -389,7 +389,7 @@ impl Trainer {
     pub fn batch_metrics(&mut self) -> (f32, f32) {
         let b = self.cfg.batch;
         self.model.forward(&mut self.ws, b);
-        let (loss, correct) = self.model.loss(&mut self.ws, b);
+        let (loss, correct) = self.model.loss_and_gradient(&mut self.ws, b);
         (loss, correct as f32 / b as f32)
     }
 }

@@ -1,5 +1,5 @@
 //! Finite-difference check of the whole network's gradient, for both architectures: the
-//! analytic gradient from `Mlp::backward` against central differences of `Mlp::loss`.
+//! analytic gradient from `Mlp::backward` against central differences of `Mlp::loss_and_gradient`.
 
 use mnist_mlp::model::{Arch, Mlp, Workspace};
 use mnist_mlp::rng::Rng;
@@ -25,7 +25,7 @@ fn check(arch: Arch) {
     }
     let loss_of = |m: &Mlp, ws: &mut Workspace| {
         m.forward(ws, bsz);
-        f64::from(m.loss(ws, bsz).0)
+        f64::from(m.loss_and_gradient(ws, bsz).0)
     };
     loss_of(&model, &mut ws);
     let mut grads = vec![0.0; model.params().len()];

@@ -49,7 +49,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 steps: a.steps,
                 threads,
             };
-            let report = mnist_mlp::bench::run(&cfg)?;
+            let report = mnist_mlp::bench::measure(&cfg)?;
             let mut out = Out::new();
             if a.json {
                 out.line(report.to_json());

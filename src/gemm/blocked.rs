@@ -568,7 +568,7 @@ impl<'a> Plan<'a> {
 /// Runs the bands of all `plans` as one job of the pool (the products must be independent:
 /// no output of one is an input or output of another). The bands of the second product are
 /// handed out last first: the order with which a pair was measured faster than two jobs.
-pub(super) fn run(plans: &[Plan<'_>]) {
+pub(super) fn run_job(plans: &[Plan<'_>]) {
     let units: usize = plans.iter().map(|p| p.units).sum();
     SCRATCH.with(|sets| {
         let mut sets = sets.borrow_mut();
@@ -804,7 +804,7 @@ mod tests {
                         let mut plan =
                             Plan::new(&kern, product(shape, ops, &a, &b, &mut c).scaled(0.5, -1.5));
                         plan.units = units;
-                        run(&[plan]);
+                        run_job(&[plan]);
                         c
                     };
                     let one = split(1);
@@ -850,11 +850,11 @@ mod tests {
         let (mut s1, mut s2) = (c1.clone(), c2.clone());
         let product1 = (m1, n1, k1);
         let product2 = (m2, n2, k2);
-        run(&[Plan::new(
+        run_job(&[Plan::new(
             &kern,
             product(product1, ops, &a1, &b1, &mut s1).scaled(1.0, 2.0),
         )]);
-        run(&[Plan::new(
+        run_job(&[Plan::new(
             &kern,
             product(product2, ops, &a2, &b2, &mut s2)
                 .scaled(1.0, 2.0)
@@ -873,7 +873,7 @@ mod tests {
                     .then(epilogue),
             );
             (first.units, second.units) = (u1, u2);
-            run(&[first, second]);
+            run_job(&[first, second]);
             assert_eq!(bits(&p1), bits(&s1), "first product, units {u1} + {u2}");
             assert_eq!(bits(&p2), bits(&s2), "second product, units {u1} + {u2}");
         }
