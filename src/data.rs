@@ -67,6 +67,7 @@ pub fn locate(dir: &Path, stem: &str) -> Result<PathBuf> {
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => {
             return Err(Error::Dataset {
+                path: dir.to_path_buf(),
                 problem: format!(
                     "{}: not a directory (the data set is a directory holding the four IDX files)",
                     dir.display()
@@ -116,6 +117,7 @@ impl Dataset {
         let (ni, nl) = (images.count(), labels.as_slice().len());
         if ni != nl {
             return Err(Error::Dataset {
+                path: labels.path().to_path_buf(),
                 problem: format!(
                     "{} holds {ni} images but {} holds {nl} labels",
                     images.path().display(),
@@ -125,6 +127,7 @@ impl Dataset {
         }
         if ni == 0 {
             return Err(Error::Dataset {
+                path: images.path().to_path_buf(),
                 problem: format!("{} contains no images", images.path().display()),
             });
         }
@@ -135,6 +138,7 @@ impl Dataset {
             .find(|(_, &l)| l as usize >= CLASSES)
         {
             return Err(Error::Dataset {
+                path: labels.path().to_path_buf(),
                 problem: format!(
                     "{}: label {l} at index {i} is not a class (expected 0..={})",
                     labels.path().display(),
@@ -188,6 +192,7 @@ impl Dataset {
             return Ok(());
         }
         Err(Error::Dataset {
+            path: self.images.path().to_path_buf(),
             problem: format!(
                 "{}: images are {}×{} = {} pixels but the network takes {pixels} inputs",
                 self.images.path().display(),

@@ -49,7 +49,9 @@ pub enum Error {
     /// Two files or a file and the network that do not fit together (counts, sizes, labels),
     /// or a data directory that is not one.
     Dataset {
-        /// What does not fit, naming the files involved.
+        /// The file (or directory) where the problem is found.
+        path: PathBuf,
+        /// What does not fit, naming `path` and any other file involved.
         problem: String,
     },
     /// An image given to `predict` that cannot be read as a 28×28 digit.
@@ -78,6 +80,18 @@ pub enum Error {
         /// The iteration at which it was detected.
         iteration: usize,
         /// What was found (e.g. "the loss is NaN").
+        what: String,
+    },
+    /// A file another mnist-mlp process is using (it holds the lock file beside it).
+    Locked {
+        /// The file in use.
+        path: PathBuf,
+        /// The lock file the other process holds.
+        lock: PathBuf,
+    },
+    /// A model that is not finite, refused before anything is written.
+    NotFinite {
+        /// Which parameter is not finite, and its value.
         what: String,
     },
     /// A training or evaluation setting that cannot work (batch of 0, empty layer, ...).
@@ -193,7 +207,15 @@ impl fmt::Display for Error {
                 kind.describe(*limit),
                 kind.flag()
             ),
-            Error::Dataset { problem } => f.write_str(problem),
+            Error::Dataset { problem, .. } => f.write_str(problem),
+            Error::Locked { path, lock } => write!(
+                f,
+                "{} is in use by another mnist-mlp process (it holds {}); wait for it to finish \
+                 or use another file",
+                path.display(),
+                lock.display()
+            ),
+            Error::NotFinite { what } => write!(f, "refusing to save a model that is not finite: {what}"),
             Error::Config { problem } => f.write_str(problem),
         }
     }

@@ -227,12 +227,10 @@ impl FileLock {
         if rc != 0 {
             let err = io::Error::last_os_error();
             return Err(if err.kind() == io::ErrorKind::WouldBlock {
-                Error::config(format!(
-                    "{} is in use by another mnist-mlp process (it holds {}); \
-                     wait for it to finish or use another file",
-                    path.display(),
-                    lock_path.display()
-                ))
+                Error::Locked {
+                    path: path.to_path_buf(),
+                    lock: lock_path.to_path_buf(),
+                }
             } else {
                 Error::Write {
                     path: lock_path,

@@ -159,10 +159,9 @@ fn contents<'a>(
     extras: &[(&str, Data<'a>)],
 ) -> Result<(Tensors<'a>, BTreeMap<String, String>)> {
     if let Some(i) = model.params().iter().position(|v| !v.is_finite()) {
-        return Err(Error::config(format!(
-            "refusing to save a model that is not finite: parameter {i} is {}",
-            model.params()[i]
-        )));
+        return Err(Error::NotFinite {
+            what: format!("parameter {i} is {}", model.params()[i]),
+        });
     }
     let layout = model.layout();
     let sizes = layout.sizes();
