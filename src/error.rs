@@ -215,7 +215,9 @@ impl fmt::Display for Error {
                 path.display(),
                 lock.display()
             ),
-            Error::NotFinite { what } => write!(f, "refusing to save a model that is not finite: {what}"),
+            Error::NotFinite { what } => {
+                write!(f, "refusing to save a model that is not finite: {what}")
+            }
             Error::Config { problem } => f.write_str(problem),
         }
     }

@@ -893,6 +893,46 @@ mod tests {
         assert_eq!(c, [0.0, 0.0]);
     }
 
+    /// The descriptor's factors and epilogue reach every way of running it, checked against
+    /// values worked out by hand (the paths are otherwise compared with each other, which a
+    /// factor lost in the descriptor would pass).
+    #[test]
+    fn factors_and_epilogues_reach_every_runner() {
+        let a = [1.0, 2.0, 3.0, 4.0];
+        let identity = [1.0, 0.0, 0.0, 1.0];
+        type Runner = fn(Product<'_>);
+        let runners: [(&str, Runner); 3] = [
+            ("run", |p: Product<'_>| p.run()),
+            ("run_fallback", |p: Product<'_>| p.run_fallback()),
+            ("run_naive", |p: Product<'_>| p.run_naive()),
+        ];
+        /// `c = a · I`, 2 × 2.
+        fn product<'a>(a: &'a [f32], identity: &'a [f32], c: &'a mut [f32]) -> Product<'a> {
+            Product::new((2, 2, 2), Operand::stored(a), Operand::stored(identity), c)
+        }
+        for (name, run) in runners {
+            let mut c = [f32::NAN; 4];
+            run(product(&a, &identity, &mut c));
+            assert_eq!(c, a, "{name}: alpha 1, beta 0 by default");
+            let mut c = [1.0; 4];
+            run(product(&a, &identity, &mut c).scaled(0.5, 2.0));
+            assert_eq!(c, [2.5, 3.0, 3.5, 4.0], "{name}: 0.5 · a · I + 2 · c");
+            let bias = Epilogue::Bias {
+                bias: &[-3.0, 1.0],
+                relu: true,
+            };
+            run(product(&a, &identity, &mut c).then(bias));
+            assert_eq!(c, [0.0, 3.0, 0.0, 5.0], "{name}: max(a · I + bias, 0)");
+            let mask = [1.0, 0.0, -1.0, 2.0];
+            run(product(&a, &identity, &mut c).then(Epilogue::ReluGrad { mask: &mask }));
+            assert_eq!(
+                c,
+                [1.0, 0.0, 0.0, 4.0],
+                "{name}: a · I where the mask is positive"
+            );
+        }
+    }
+
     #[test]
     fn beta_zero_ignores_garbage_in_c() {
         let a = [1.0, 2.0, 3.0, 4.0];
