@@ -53,8 +53,9 @@ usage() {
 Usage: $PROG [--cuts N] [--seed S] [--unsafe [--unsafe-writes MODE]] [--cache DIR] [--keep]
 
 Boots the emulated i.MX8M Plus EVK (scripts/qemu-board.sh's board) with an ext4 SD card in its
-SD slot, trains a tiny network on the card (${TRAIN_ARGS[*]},
---checkpoint and --save on the card, -v so each durable checkpoint is logged), and cuts the
+SD slot, trains a tiny network on the card (${TRAIN_ARGS[*]}
+--checkpoint-every 1, --checkpoint and --save on the card, -v so that each checkpoint is
+logged once it is durable), and cuts the
 power (SIGKILL of QEMU) at a random moment of the run, N times, each on a fresh card. After
 each cut: e2fsck -fy the card, read the checkpoint and the model with debugfs, and check:
 
@@ -424,7 +425,7 @@ for ((k = 1; k <= cuts; k++)); do
         ckpt_state+=", resumes to the uninterrupted run's model"
       fi
     else
-      ckpt_state="unreadable"
+      ckpt_state="unreadable ($(stat -c %s "$dir/ckpt.safetensors") bytes)"
       verdict+=("CHECKPOINT LOST: on the card but unreadable: $(cat "$dir/st.err")")
       ckpts_lost=$((ckpts_lost + 1))
     fi
@@ -438,7 +439,7 @@ for ((k = 1; k <= cuts; k++)); do
     if st same "$dir/model.safetensors" "$work/ref/model.safetensors" 2>"$dir/st.err"; then
       model_state="the uninterrupted run's"
     else
-      model_state="bad"
+      model_state="bad ($(stat -c %s "$dir/model.safetensors") bytes)"
       verdict+=("MODEL LOST: on the card but not the model: $(cat "$dir/st.err")")
       models_lost=$((models_lost + 1))
     fi
