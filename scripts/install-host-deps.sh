@@ -7,7 +7,7 @@
 # Always: the aarch64 cross linker and glibc sysroot, user-mode QEMU (runs aarch64 tests), the
 # Rust targets for the board, and the Rust 1.75 toolchain of Yocto scarthgap.
 # --board: also QEMU 10 from bookworm-backports (the emulated i.MX8M Plus EVK machine exists
-# since QEMU 9) and the tools that build its initramfs.
+# since QEMU 9), the tools that build its initramfs, and those of its SD card image.
 set -euo pipefail
 
 board=0
@@ -35,7 +35,8 @@ SRC
   if ! have_pkgs qemu-system-arm qemu-user || ! qemu-system-aarch64 -M help 2>/dev/null | grep -q imx8mp-evk; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports qemu-system-arm qemu-user
   fi
-  pkgs+=(device-tree-compiler cpio kmod xz-utils openssh-client)
+  # e2fsprogs and python3: scripts/power-cut.sh makes, repairs and reads the SD card image.
+  pkgs+=(device-tree-compiler cpio kmod xz-utils openssh-client e2fsprogs python3)
 else
   pkgs+=(qemu-user)
 fi

@@ -17,6 +17,9 @@ set -euo pipefail
 readonly PROG=${0##*/}
 # modinfo lives in /usr/sbin, which a non-root user's PATH may lack.
 PATH=$PATH:/usr/sbin:/sbin
+# MACHINE, RAM, the cache's file names.
+# shellcheck source=scripts/board-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/board-common.sh"
 
 usage() {
   cat <<EOF
@@ -69,13 +72,11 @@ EOF
 
 # Tunables.
 readonly DEFAULT_TIMEOUT=240   # s from power-on to SSH: ~25 s idle; generous for a loaded CI host
-readonly RAM=512M              # more RAM makes early boot much slower (2G: 45-130 s)
 readonly PORT_TRIES=10         # random ports tried when another process wins the one we picked
 readonly STOP_WAIT=20          # s to let QEMU exit after 'poweroff -f' before killing it
 readonly LOCK_WAIT=1800        # s to wait for another process building the same cache
 
 # The board as Debian and QEMU see it.
-readonly MACHINE=imx8mp-evk
 readonly KERNEL_PATTERN='^linux-image-6\.12\.[0-9]+\+deb12-arm64-unsigned$'
 readonly DTB_NAME=freescale/imx8mp-evk.dtb
 readonly FEC_NODE=/soc@0/bus@30800000/ethernet@30be0000    # the emulated FEC ("imx.enet")
@@ -83,12 +84,12 @@ readonly EQOS_NODE=/soc@0/bus@30800000/ethernet@30bf0000   # second MAC: not emu
 readonly USER_PKGS=(busybox-static dropbear-bin openssh-sftp-server libc6 libcrypt1
                     libtomcrypt1 libtommath1 libgmp10 zlib1g)
 readonly NET_MODULE=fec        # its dependencies are found with modinfo
+# For an SD card with ext4 (the $STORAGE initramfs): the uSDHC driver, and ext4, whose checksum
+# module crc32c_generic is a soft dependency modinfo does not list. MMC core and mmc_block are
+# built in.
+readonly STORAGE_MODULES=(sdhci-esdhc-imx crc32c_generic ext4)
 readonly HOST_KEY_ALIAS=mnist-mlp-qemu-imx8mp   # the name the board's host key is known under
 readonly APPEND="console=ttymxc1,115200 rdinit=/init random.trust_bootloader=on panic=1"
-
-# Cache contents (relative to the cache directory). COMPLETE is written last.
-readonly KERNEL=Image DTB=board.dtb INITRD=initramfs.cpio.gz KEY=id_ed25519 \
-         KNOWN_HOSTS=known_hosts COMPLETE=.complete STATE=board.state
 
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -106,7 +107,7 @@ need_tools() {
 
 cache_complete() {
   local f
-  for f in "$KERNEL" "$DTB" "$INITRD" "$KEY" "$KEY.pub" "$KNOWN_HOSTS" "$COMPLETE"; do
+  for f in "$KERNEL" "$DTB" "$INITRD" "$STORAGE" "$KEY" "$KEY.pub" "$KNOWN_HOSTS" "$COMPLETE"; do
     [[ -s $cache/$f ]] || return 1
   done
 }
@@ -132,6 +133,19 @@ module_closure() {
     module_closure "$dep" "$dir"
   done
   echo "$name"
+}
+
+# Copies the modules named by $2... into directory $1, decompressed. Uses the global `modmap`.
+copy_modules() {
+  local dest=$1 base
+  shift
+  for base in "$@"; do
+    case ${modmap[$base]} in
+      *.ko) cp "${modmap[$base]}" "$dest/$base.ko" ;;
+      *.ko.xz) xz -dc "${modmap[$base]}" >"$dest/$base.ko" ;;
+      *) die "cannot decompress ${modmap[$base]}" ;;
+    esac
+  done
 }
 
 build_cache() {
@@ -206,15 +220,20 @@ build_cache() {
     modmap[${base//-/_}]=$ko
   done < <(find "$kdir" -path '*/modules/*' -name '*.ko*')
   mods=$(module_closure "$NET_MODULE" "$kdir")
-  for base in $mods; do
-    case ${modmap[$base]} in
-      *.ko) cp "${modmap[$base]}" "$root/lib/modules/$base.ko" ;;
-      *.ko.xz) xz -dc "${modmap[$base]}" >"$root/lib/modules/$base.ko" ;;
-      *) die "cannot decompress ${modmap[$base]}" ;;
-    esac
-  done
+  # shellcheck disable=SC2086  # a list of words
+  copy_modules "$root/lib/modules" $mods
   echo "$mods" >"$root/etc/board-modules"
   say "modules: ${mods//$'\n'/ }"
+
+  # The SD card's modules, in their own initramfs ($STORAGE): only power-cut.sh needs them.
+  local storage=$tmp/storage smods m
+  mkdir -p "$storage/lib/modules" "$storage/etc"
+  smods=$(for m in "${STORAGE_MODULES[@]}"; do module_closure "$m" "$kdir"; done)
+  # shellcheck disable=SC2086  # a list of words
+  copy_modules "$storage/lib/modules" $smods
+  echo "$smods" >"$storage/etc/storage-modules"
+  (cd "$storage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 >"$tmp/$STORAGE"
+  say "storage modules: ${smods//$'\n'/ }"
 
   # Accounts: root only, keys only (dropbear -s). '*' is no password, unlike '' (rejected).
   echo 'root:*:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
@@ -278,7 +297,7 @@ INITTAB
   (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 >"$tmp/$INITRD"
 
   local f
-  for f in "$KERNEL" "$DTB" "$INITRD" "$KEY" "$KEY.pub" "$KNOWN_HOSTS"; do
+  for f in "$KERNEL" "$DTB" "$INITRD" "$STORAGE" "$KEY" "$KEY.pub" "$KNOWN_HOSTS"; do
     mv -f "$tmp/$f" "$cache/$f"
   done
   echo "$kpkg" >"$cache/$COMPLETE"
@@ -487,7 +506,7 @@ run_cleanup() {
 # Command line
 # ---------------------------------------------------------------------------------------------
 
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/mnist-mlp/qemu-imx8mp
+cache=$DEFAULT_BOARD_CACHE
 cache_arg=""
 timeout=${QEMU_BOARD_TIMEOUT:-$DEFAULT_TIMEOUT}
 cmd=""

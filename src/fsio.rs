@@ -4,6 +4,9 @@
 //! file in the target's directory, fsyncs it, renames it over the target and fsyncs the
 //! directory: at every instant the path holds either the old complete file or the new complete
 //! one. On failure the temporary file is removed and the old file is untouched.
+//! The non-default cargo feature `unsafe-writes` swaps that writer for one that writes in
+//! place and never fsyncs: a test-only control for `scripts/power-cut.sh`, which must see it
+//! lose files. It is never part of a release build.
 //! [`check_writable`] tells, before a long run starts, whether that write can succeed at all.
 //! [`same_file`] tells whether two paths name one file. [`FileLock`] keeps two runs from
 //! writing the same file, [`read_bounded`] reads a small input file without trusting its size,
@@ -24,15 +27,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Replaces `path` with what `write` writes to the temporary file it is given (creating it),
 /// atomically and durably: for content streamed out piece by piece rather than held whole.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> io::Result<()>) -> Result<()> {
+    #[cfg(not(feature = "unsafe-writes"))]
+    let result = write_durably(path, write);
+    #[cfg(feature = "unsafe-writes")]
+    let result = unsafe_writes::write_in_place(path, write);
+    result.map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Temporary file, fsync, rename, fsync of the directory; the temporary file is removed if
+/// anything fails.
+#[cfg_attr(feature = "unsafe-writes", allow(dead_code))]
+fn write_durably(path: &Path, write: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
     let tmp = temp_path(path);
     let result = write_then_rename(path, &tmp, write);
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.map_err(|source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    result
 }
 
 /// Why [`read_bounded`] refused a file; each caller words it for its kind of file.
@@ -281,6 +295,7 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+#[cfg_attr(feature = "unsafe-writes", allow(dead_code))]
 fn write_then_rename(
     path: &Path,
     tmp: &Path,
@@ -301,6 +316,50 @@ fn write_then_rename(
         _ => Path::new("."),
     };
     File::open(dir)?.sync_all()
+}
+
+/// The writer `scripts/power-cut.sh --unsafe` cuts the power under, to show that its checks see
+/// a lost file. Built only with the `unsafe-writes` feature, never for a release.
+#[cfg(feature = "unsafe-writes")]
+mod unsafe_writes {
+    use std::fs::{self, OpenOptions};
+    use std::io::{self, Write};
+    use std::path::Path;
+
+    /// Writes `path` in place with no fsync of the file or its directory.
+    /// `MNIST_MLP_UNSAFE_WRITES` chooses how:
+    /// - `truncate` (the default): `write` creates `path` itself, truncating it first, as a
+    ///   plain `File::create` does;
+    /// - `overwrite`: the new bytes are written over the old ones from offset 0 without
+    ///   truncating first (the length is set afterwards), which escapes ext4's
+    ///   replace-via-truncate heuristic (`auto_da_alloc`).
+    pub fn write_in_place(
+        path: &Path,
+        write: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mode = std::env::var("MNIST_MLP_UNSAFE_WRITES").unwrap_or_default();
+        match mode.as_str() {
+            "" | "truncate" => write(path),
+            "overwrite" => {
+                // Render the content beside the target, never flushed: unlinked before the
+                // kernel writes it back, it never reaches the disk.
+                let tmp = super::temp_path(path);
+                let rendered = write(&tmp).and_then(|()| fs::read(&tmp));
+                let _ = fs::remove_file(&tmp);
+                let bytes = rendered?;
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)?;
+                f.write_all(&bytes)?;
+                f.set_len(bytes.len() as u64)
+            }
+            other => Err(io::Error::other(format!(
+                "MNIST_MLP_UNSAFE_WRITES must be truncate or overwrite, not {other:?}"
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]
