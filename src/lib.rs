@@ -30,6 +30,7 @@ pub mod model;
 pub mod model_file;
 pub mod optim;
 pub mod pool;
+pub mod quant;
 pub mod report;
 pub mod rng;
 pub mod sysinfo;

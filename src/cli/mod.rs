@@ -2,7 +2,9 @@
 
 pub mod args;
 mod eval;
+mod int8;
 mod predict;
+mod quantize;
 mod signals;
 mod train;
 
@@ -40,6 +42,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Quantize(a) => quantize::run(a),
         Command::Bench(a) => {
             let threads = set_threads(a.threads);
             let cfg = mnist_mlp::bench::BenchConfig {
