@@ -19,6 +19,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod fsio;
 pub mod gemm;
 pub mod idx;

@@ -21,7 +21,7 @@ fn load_q(path: &std::path::Path, arch: bool, max_bytes: u64) -> Result<LoadedQ>
             path.display()
         );
     }
-    Ok(load(path, max_bytes).context("loading the model")?)
+    load(path, max_bytes).context("loading the model")
 }
 
 /// The predicted class of every test image of `a.data`, with the test set.

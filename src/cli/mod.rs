@@ -2,6 +2,7 @@
 
 pub mod args;
 mod eval;
+mod export;
 mod int8;
 mod predict;
 mod quantize;
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Export(a) => export::run(a),
         Command::Bench(a) => {
             let threads = set_threads(a.threads);
             let cfg = mnist_mlp::bench::BenchConfig {

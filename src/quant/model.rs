@@ -346,6 +346,7 @@ mod tests {
     use super::*;
 
     /// The naive twin: the formula of the module documentation, term by term.
+    #[allow(clippy::needless_range_loop)] // indexed as the formula is written
     fn naive(layer: &QLayer, in_zp: i32, x: &[i8], scales: (f32, f32)) -> Vec<i8> {
         let (in_scale, _) = scales;
         (0..layer.outputs)

@@ -36,7 +36,7 @@ impl SoftmaxParams {
     /// `SoftmaxPrepare` computes them, in double precision from the f32 scale.
     pub fn new(input_scale: f32) -> Self {
         let real = (f64::from(input_scale) * f64::from(1i32 << (31 - SCALED_DIFF_INTEGER_BITS)))
-            .min(f64::from(i32::MAX));
+            .min(f64::from((1 << 30) - 1)); // the single-rounding build's cap
         let (multiplier, left_shift) = quantize_multiplier(real);
         let left_shift = left_shift.max(0);
         // CalculateInputRadius: the largest difference whose rescaling does not overflow.
