@@ -33,8 +33,10 @@ use crate::model_file::{join, MAX_FILE_BYTES, MAX_HEADER_BYTES};
 /// Value of the `format` metadata key of int8 model files.
 pub const FORMAT: &str = "mnist-mlp-int8/1";
 
-/// Whether `path` is an int8 model file: its safetensors header says [`FORMAT`]. Anything
-/// unreadable or unlike a safetensors file is not (the float loader then says why).
+/// Whether `path` is an int8 model file: its safetensors header holds the metadata entry
+/// `"format":"mnist-mlp-int8/1"` (as [`encode`] writes it; a byte search, not a JSON parse,
+/// which keeps the binary small). Anything unreadable or unlike a safetensors file is not
+/// (the float loader then says why).
 pub fn is_int8(path: &Path) -> bool {
     let Ok(f) = crate::fsio::open_input(path) else {
         return false;
@@ -55,12 +57,8 @@ pub fn is_int8(path: &Path) -> bool {
     if f.read_exact(&mut header).is_err() {
         return false;
     }
-    serde_json::from_slice::<serde_json::Value>(&header).is_ok_and(|v| {
-        v.get("__metadata__")
-            .and_then(|m| m.get("format"))
-            .and_then(|f| f.as_str())
-            == Some(FORMAT)
-    })
+    let needle = format!("\"format\":\"{FORMAT}\"");
+    header.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// The layer tensor names of layer `l` (0-based): weight, weight_scale, bias, output_scale,
