@@ -283,21 +283,28 @@ pub fn argmax_i8(z: &[i8]) -> usize {
     best
 }
 
+/// Input rows each weight row is multiplied with in turn: the weight row (I bytes) is read
+/// from L2 once per `ROWS` inputs and from L1 for the rest (layer 1's weights, 392 KiB, do not
+/// fit L1), and the `ROWS` input rows stay in L1.
+const ROWS: usize = 8;
+
 /// `y = requantize(x · wᵀ + b)`: `y` (B, O), `x` (B, I), `w` (O, I).
 fn fully_connected(y: &mut [i8], x: &[i8], w: &[i8], k: &Kernel, inputs: usize) {
     let outputs = k.bias.len();
-    for (xr, yr) in x.chunks_exact(inputs).zip(y.chunks_exact_mut(outputs)) {
+    for (xb, yb) in x.chunks(ROWS * inputs).zip(y.chunks_mut(ROWS * outputs)) {
         let params = k.bias.iter().zip(k.multiplier.iter().zip(&k.shift));
-        for ((yo, wr), (&b, (&m, &s))) in yr.iter_mut().zip(w.chunks_exact(inputs)).zip(params) {
-            let acc = dot(xr, wr).wrapping_add(b);
-            let v = multiply_by_quantized_multiplier(acc, m, s) + k.zero_point;
-            *yo = v.clamp(k.range.0, k.range.1) as i8;
+        for (o, (wr, (&b, (&m, &s)))) in w.chunks_exact(inputs).zip(params).enumerate() {
+            for (xr, yr) in xb.chunks_exact(inputs).zip(yb.chunks_exact_mut(outputs)) {
+                let acc = dot(xr, wr).wrapping_add(b);
+                let v = multiply_by_quantized_multiplier(acc, m, s) + k.zero_point;
+                yr[o] = v.clamp(k.range.0, k.range.1) as i8;
+            }
         }
     }
 }
 
 /// `Σ x[i]·w[i]` in int32. Each product fits an i16 (|x·w| <= 2^14), which is what lets LLVM
-/// use widening 8-bit multiplies and pairwise int32 accumulation on NEON.
+/// use widening 8-bit multiplies (`smull`) and widening int32 adds (`saddw`) on NEON.
 #[inline]
 fn dot(x: &[i8], w: &[i8]) -> i32 {
     x.iter()
@@ -393,9 +400,9 @@ mod tests {
                 relu,
             };
             let m = QModel::new(Arch::Relu, scales, vec![layer.clone()]).unwrap();
-            let pixels: Vec<u8> = (0..3 * i).map(|_| byte() as u8).collect();
-            let mut ws = QWorkspace::new(&m, 3);
-            m.forward(&mut ws, &pixels, 3);
+            let pixels: Vec<u8> = (0..11 * i).map(|_| byte() as u8).collect();
+            let mut ws = QWorkspace::new(&m, 11);
+            m.forward(&mut ws, &pixels, 11);
             for (r, row) in pixels.chunks_exact(i).enumerate() {
                 let x: Vec<i8> = row.iter().map(|&p| (i32::from(p) - 128) as i8).collect();
                 let want = naive(&layer, INPUT_ZERO_POINT, &x, (INPUT_SCALE, 0.0));
