@@ -49,7 +49,7 @@ pub enum Command {
     /// Quantize a float32 model to int8 (TFLite's arithmetic), calibrated on training images;
     /// prints the float32 and int8 test accuracy side by side.
     Quantize(super::quantize::QuantizeArgs),
-    /// Export a float32 or int8 model for another runtime: .tflite (LiteRT).
+    /// Export a float32 or int8 model for another runtime: .tflite (LiteRT) or .onnx (float32).
     Export(super::export::ExportArgs),
     /// Describe the build and this machine: target, CPU and SIMD features, cores, the GEMM
     /// kernel that will run, page size.

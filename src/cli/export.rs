@@ -1,5 +1,5 @@
 //! `mnist-mlp export`: a float32 or int8 model as a TFLite file, for LiteRT and NXP's NPU
-//! delegate.
+//! delegate, or a float32 model as an ONNX file.
 
 use std::path::PathBuf;
 
@@ -19,7 +19,7 @@ pub struct ExportArgs {
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// Output file; its extension picks the format: .tflite (an int8 model gives a fully
-    /// integer TFLite model, a float32 model a float32 one).
+    /// integer TFLite model, a float32 model a float32 one) or .onnx (float32 models).
     #[arg(long, value_name = "FILE", value_parser = output_path)]
     pub out: PathBuf,
     #[command(flatten)]
@@ -30,7 +30,7 @@ fn output_path(s: &str) -> Result<PathBuf, String> {
     let p = PathBuf::from(s);
     match Format::of(&p) {
         Some(_) => Ok(p),
-        None => Err("unknown format: the file name must end in .tflite".into()),
+        None => Err("unknown format: the file name must end in .tflite or .onnx".into()),
     }
 }
 

@@ -1,15 +1,17 @@
 //! Exporting models for the runtimes NXP's BSP ships: TFLite (LiteRT, and through it the
-//! i.MX8M Plus NPU with the VX delegate).
+//! i.MX8M Plus NPU with the VX delegate) and ONNX (ONNX Runtime).
 //!
 //! - [`flatbuf`]: a minimal FlatBuffers writer (no generated code).
 //! - [`tflite`]: the TFLite graph of a float or an int8 network.
+//! - [`onnx`]: the ONNX graph of a float network (ONNX Runtime on the CPU-only i.MX8s).
 
 pub mod flatbuf;
+pub mod onnx;
 pub mod tflite;
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsio::write_atomic;
 
 /// What a model file holds, for an exporter.
@@ -25,6 +27,8 @@ pub enum Source<'a> {
 pub enum Format {
     /// `.tflite`.
     Tflite,
+    /// `.onnx` (float32 models only).
+    Onnx,
 }
 
 impl Format {
@@ -32,6 +36,7 @@ impl Format {
     pub fn of(path: &Path) -> Option<Format> {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "tflite" => Some(Format::Tflite),
+            "onnx" => Some(Format::Onnx),
             _ => None,
         }
     }
@@ -42,6 +47,13 @@ pub fn export(source: &Source, format: Format, path: &Path) -> Result<()> {
     let bytes = match (format, source) {
         (Format::Tflite, Source::Float(m)) => tflite::float(m),
         (Format::Tflite, Source::Int8(q)) => tflite::int8(q),
+        (Format::Onnx, Source::Float(m)) => onnx::float(m),
+        (Format::Onnx, Source::Int8(_)) => {
+            return Err(Error::config(
+                "ONNX export takes float32 models only; export the float32 model it was \
+                 quantized from, or this int8 model as .tflite",
+            ))
+        }
     };
     write_atomic(path, &bytes)
 }

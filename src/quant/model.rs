@@ -288,8 +288,28 @@ pub fn argmax_i8(z: &[i8]) -> usize {
 /// fit L1), and the `ROWS` input rows stay in L1.
 const ROWS: usize = 8;
 
-/// `y = requantize(x · wᵀ + b)`: `y` (B, O), `x` (B, I), `w` (O, I).
+/// `y = requantize(x · wᵀ + b)`: `y` (B, O), `x` (B, I), `w` (O, I). On x86_64 with AVX2 the
+/// same code compiled for AVX2 runs (the portable build targets SSE2, where LLVM widens 4 bytes
+/// at a time); aarch64 always has NEON.
 fn fully_connected(y: &mut [i8], x: &[i8], w: &[i8], k: &Kernel, inputs: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        return unsafe { fully_connected_avx2(y, x, w, k, inputs) };
+    }
+    fully_connected_portable(y, x, w, k, inputs)
+}
+
+/// [`fully_connected_portable`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fully_connected_avx2(y: &mut [i8], x: &[i8], w: &[i8], k: &Kernel, inputs: usize) {
+    fully_connected_portable(y, x, w, k, inputs)
+}
+
+/// The kernel itself, inlined into each of its compilations.
+#[inline(always)]
+fn fully_connected_portable(y: &mut [i8], x: &[i8], w: &[i8], k: &Kernel, inputs: usize) {
     let outputs = k.bias.len();
     for (xb, yb) in x.chunks(ROWS * inputs).zip(y.chunks_mut(ROWS * outputs)) {
         let params = k.bias.iter().zip(k.multiplier.iter().zip(&k.shift));
@@ -305,7 +325,7 @@ fn fully_connected(y: &mut [i8], x: &[i8], w: &[i8], k: &Kernel, inputs: usize) 
 
 /// `Σ x[i]·w[i]` in int32. Each product fits an i16 (|x·w| <= 2^14), which is what lets LLVM
 /// use widening 8-bit multiplies (`smull`) and widening int32 adds (`saddw`) on NEON.
-#[inline]
+#[inline(always)]
 fn dot(x: &[i8], w: &[i8]) -> i32 {
     x.iter()
         .zip(w)
