@@ -316,7 +316,7 @@ fn fully_connected_portable(y: &mut [i8], x: &[i8], w: &[i8], k: &Kernel, inputs
         for (o, (wr, (&b, (&m, &s)))) in w.chunks_exact(inputs).zip(params).enumerate() {
             for (xr, yr) in xb.chunks_exact(inputs).zip(yb.chunks_exact_mut(outputs)) {
                 let acc = dot(xr, wr).wrapping_add(b);
-                let v = multiply_by_quantized_multiplier(acc, m, s) + k.zero_point;
+                let v = multiply_by_quantized_multiplier(acc, m, s).saturating_add(k.zero_point);
                 yr[o] = v.clamp(k.range.0, k.range.1) as i8;
             }
         }
