@@ -310,6 +310,13 @@ fn described(path: &Path, metadata: &HashMap<String, String>) -> Result<(Arch, V
             .ok_or_else(|| Error::model(path, format!("metadata key '{key}' is missing")))
     };
     let format = get("format")?;
+    if format == crate::quant::file::FORMAT {
+        return Err(Error::model(
+            path,
+            "is an int8 model (from `mnist-mlp quantize`), which only eval, predict and export \
+             take; hint: train from the float32 model it was quantized from",
+        ));
+    }
     if format != FORMAT {
         return Err(Error::model(
             path,

@@ -3,7 +3,8 @@
 //!
 //! Reports GEMM GFLOP/s for each matrix product of a training step (forward, weight gradient,
 //! input gradient of every layer), milliseconds per training step (median of repeated steps
-//! after warm-up, with min and max), milliseconds to evaluate a 10,000-image test set, and
+//! after warm-up, with min and max), milliseconds to evaluate a 10,000-image test set (float32,
+//! and int8 on the int8 engine after quantizing the same network), and
 //! the share of the machine's peak, which it estimates with a short FMA probe of its own.
 //! Data is synthetic (seeded random pixels): speed does not depend on the values, and the
 //! benchmark needs no data set on the board.
@@ -113,6 +114,9 @@ pub struct BenchReport {
     pub step_gflop: f64,
     /// Classifying the 10,000-image test set.
     pub eval: Stats,
+    /// The same with the network quantized to int8 (per-tensor scales), on the int8 engine
+    /// (one thread).
+    pub eval_int8: Stats,
     /// Estimated peak GFLOP/s of one core (FMA probe), and of the threads in use.
     pub peak_core: f64,
 }
@@ -148,7 +152,7 @@ impl BenchReport {
         }
         format!(
             "{{\"arch\":\"{}\",\"batch\":{},\"threads\":{},\"kernel\":\"{}\",\"peak_gflops_per_core\":{:.1},\
-             \"gemms\":[{g}],\"step_ms\":{},\"step_gflop\":{:.4},\"eval_ms\":{}}}",
+             \"gemms\":[{g}],\"step_ms\":{},\"step_gflop\":{:.4},\"eval_ms\":{},\"eval_int8_ms\":{}}}",
             self.config.arch.name(),
             self.config.batch,
             self.config.threads,
@@ -156,7 +160,8 @@ impl BenchReport {
             self.peak_core,
             stats(&self.step),
             self.step_gflop,
-            stats(&self.eval)
+            stats(&self.eval),
+            stats(&self.eval_int8)
         )
     }
 }
@@ -228,10 +233,16 @@ impl fmt::Display for BenchReport {
             100.0 * self.step_gflop / s.median * 1e3 / self.peak()
         )?;
         let e = &self.eval;
-        write!(
+        writeln!(
             f,
             "evaluate {IMAGES} images: {:.1} ms median (min {:.1}, max {:.1})",
             e.median, e.min, e.max
+        )?;
+        let q = &self.eval_int8;
+        write!(
+            f,
+            "evaluate {IMAGES} images, int8 (1 thread): {:.1} ms median (min {:.1}, max {:.1})",
+            q.median, q.min, q.max
         )
     }
 }
@@ -346,8 +357,20 @@ pub fn measure(cfg: &BenchConfig) -> Result<BenchReport> {
         .map(|_| time_ms(|| drop(model.evaluate(&data))))
         .collect();
 
+    let q = crate::quant::calibrate::quantize(
+        model,
+        &data,
+        crate::quant::calibrate::DEFAULT_CALIBRATION,
+        crate::quant::WeightScales::PerTensor,
+    )?;
+    q.classify(&data)?; // warm-up
+    let eval_int8_ms = (0..3)
+        .map(|_| time_ms(|| drop(q.classify(&data))))
+        .collect();
+
     Ok(BenchReport {
         config: cfg.clone(),
+        eval_int8: Stats::of(eval_int8_ms),
         gemms,
         step: Stats::of(step_ms),
         step_gflop,
@@ -394,6 +417,7 @@ mod tests {
         assert!(r.peak_core > 0.0);
         let text = r.to_string();
         assert!(text.contains("training step:") && text.contains("evaluate 10000 images"));
+        assert!(text.contains("int8 (1 thread)"), "{text}");
         assert!(r.to_json().starts_with("{\"arch\":\"relu\""));
         assert_eq!(
             Stats::of(vec![3.0, 1.0, 2.0, 10.0]),

@@ -46,6 +46,11 @@ pub enum Command {
     /// Measure this machine: GEMM GFLOP/s of every product of a training step, ms per step,
     /// ms to evaluate 10,000 images, share of the estimated peak. Synthetic data: no files needed.
     Bench(BenchArgs),
+    /// Quantize a float32 model to int8 (TFLite's arithmetic), calibrated on training images;
+    /// prints the float32 and int8 test accuracy side by side.
+    Quantize(super::quantize::QuantizeArgs),
+    /// Export a float32 or int8 model for another runtime: .tflite (LiteRT) or .onnx (float32).
+    Export(super::export::ExportArgs),
     /// Describe the build and this machine: target, CPU and SIMD features, cores, the GEMM
     /// kernel that will run, page size.
     Info,

@@ -9,13 +9,18 @@ use super::{load_model, note_decompressed, set_threads, Out};
 
 pub fn run(a: EvalArgs) -> Result<u8> {
     set_threads(a.threads);
-    let limits = a.limits.limits();
-    let model = load_model(&a.model, a.arch, &limits)
-        .context("loading the model")?
-        .model;
-    let test = Dataset::open_with(&a.data, Split::Test, &limits).context("loading the test set")?;
-    note_decompressed(&[&test]);
-    let predicted = model.classify(&test)?;
+    let (predicted, test) = if mnist_mlp::quant::file::is_int8(&a.model) {
+        super::int8::classify(&a)?
+    } else {
+        let limits = a.limits.limits();
+        let model = load_model(&a.model, a.arch, &limits)
+            .context("loading the model")?
+            .model;
+        let test =
+            Dataset::open_with(&a.data, Split::Test, &limits).context("loading the test set")?;
+        note_decompressed(&[&test]);
+        (model.classify(&test)?, test)
+    };
     let confusion = Confusion::new(&predicted, test.labels());
     let mut out = Out::new();
     if a.json {

@@ -2,7 +2,10 @@
 
 pub mod args;
 mod eval;
+mod export;
+mod int8;
 mod predict;
+mod quantize;
 mod signals;
 mod train;
 
@@ -40,6 +43,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Quantize(a) => quantize::run(a),
+        Command::Export(a) => export::run(a),
         Command::Bench(a) => {
             let threads = set_threads(a.threads);
             let cfg = mnist_mlp::bench::BenchConfig {

@@ -14,6 +14,9 @@ use super::{load_model, note_decompressed, Out};
 
 /// `mnist-mlp predict`: loads the model, reads every input, then prints one line per input.
 pub fn run(a: PredictArgs) -> Result<u8> {
+    if mnist_mlp::quant::file::is_int8(&a.model) {
+        return super::int8::predict(a);
+    }
     let limits = a.limits.limits();
     let model = load_model(&a.model, a.arch, &limits)
         .context("loading the model")?
@@ -131,7 +134,7 @@ fn prediction(model: &Mlp, input: &Input, json: bool) -> String {
 }
 
 /// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
+pub(super) fn json_string(s: &str) -> String {
     let mut o = String::from("\"");
     for c in s.chars() {
         match c {
@@ -147,7 +150,7 @@ fn json_string(s: &str) -> String {
 
 /// `name` as one TSV field: a tab, newline or backslash in a file name is written as `\t`,
 /// `\n`, `\\` (a carriage return as `\r`), so every line keeps its columns.
-fn tsv_field(name: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn tsv_field(name: &str) -> std::borrow::Cow<'_, str> {
     if !name.contains(['\t', '\n', '\r', '\\']) {
         return name.into();
     }
