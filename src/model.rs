@@ -33,6 +33,19 @@ pub enum Arch {
     Relu,
 }
 
+impl std::str::FromStr for Arch {
+    type Err = String;
+
+    /// `seed` or `relu`, as [`Arch::name`] writes them; the error says what was found.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "seed" => Ok(Arch::Seed),
+            "relu" => Ok(Arch::Relu),
+            other => Err(format!("unknown arch '{other}' (expected seed or relu)")),
+        }
+    }
+}
+
 impl Arch {
     /// The name used on the command line and in model files.
     pub fn name(self) -> &'static str {

@@ -323,16 +323,9 @@ fn described(path: &Path, metadata: &HashMap<String, String>) -> Result<(Arch, V
             format!("format is '{format}', expected '{FORMAT}'"),
         ));
     }
-    let arch = match get("arch")? {
-        "seed" => Arch::Seed,
-        "relu" => Arch::Relu,
-        other => {
-            return Err(Error::model(
-                path,
-                format!("unknown arch '{other}' (expected seed or relu)"),
-            ))
-        }
-    };
+    let arch: Arch = get("arch")?
+        .parse()
+        .map_err(|e: String| Error::model(path, e))?;
     let number = |key: &str| -> Result<usize> {
         let v = get(key)?;
         v.trim().parse().map_err(|_| {

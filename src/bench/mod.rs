@@ -292,40 +292,10 @@ pub fn measure(cfg: &BenchConfig) -> Result<BenchReport> {
     let mut rng = Rng::new(1);
     let sizes = mnist_sizes(&cfg.hidden);
     let reps = cfg.steps.max(1);
-
-    let mut gemms = Vec::new();
-    for (name, m, k, n, ta, tb) in step_products(&sizes, cfg.batch) {
-        let a: Vec<f32> = (0..m * k).map(|_| rng.uniform() as f32).collect();
-        let b: Vec<f32> = (0..k * n).map(|_| rng.uniform() as f32).collect();
-        let mut c = vec![0.0; m * n];
-        let (a, b) = (
-            Operand {
-                data: &a,
-                trans: ta,
-            },
-            Operand {
-                data: &b,
-                trans: tb,
-            },
-        );
-        for _ in 0..3 {
-            Product::new((m, n, k), a, b, &mut c).run();
-        }
-        // The two take turns, so a change in the machine's load hits both alike.
-        let (mut ms, mut fallback_ms) = (Vec::new(), Vec::new());
-        for _ in 0..reps {
-            ms.push(time_ms(|| Product::new((m, n, k), a, b, &mut c).run()));
-            fallback_ms.push(time_ms(|| {
-                Product::new((m, n, k), a, b, &mut c).run_fallback()
-            }));
-        }
-        gemms.push(GemmBench {
-            name,
-            mkn: (m, k, n),
-            ms: Stats::of(ms),
-            fallback_ms: Stats::of(fallback_ms),
-        });
-    }
+    let gemms: Vec<GemmBench> = step_products(&sizes, cfg.batch)
+        .into_iter()
+        .map(|product| gemm_bench(product, reps, &mut rng))
+        .collect();
     let step_gflop = gemms
         .iter()
         .map(|g| 2.0 * (g.mkn.0 * g.mkn.1 * g.mkn.2) as f64)
@@ -350,33 +320,72 @@ pub fn measure(cfg: &BenchConfig) -> Result<BenchReport> {
         trainer.step(&data)?;
         step_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-
-    let model: &Mlp = trainer.model();
-    model.evaluate(&data)?; // warm-up
-    let eval_ms = (0..3)
-        .map(|_| time_ms(|| drop(model.evaluate(&data))))
-        .collect();
-
-    let q = crate::quant::calibrate::quantize(
-        model,
-        &data,
-        crate::quant::calibrate::DEFAULT_CALIBRATION,
-        crate::quant::WeightScales::PerTensor,
-    )?;
-    q.classify(&data)?; // warm-up
-    let eval_int8_ms = (0..3)
-        .map(|_| time_ms(|| drop(q.classify(&data))))
-        .collect();
-
+    let (eval, eval_int8) = evaluation_times(trainer.model(), &data)?;
     Ok(BenchReport {
         config: cfg.clone(),
-        eval_int8: Stats::of(eval_int8_ms),
+        eval_int8,
         gemms,
         step: Stats::of(step_ms),
         step_gflop,
-        eval: Stats::of(eval_ms),
+        eval,
         peak_core: peak::fma_peak_gflops(),
     })
+}
+
+/// One product of a step, `reps` times on the crate's GEMM and on the fallback, in turns.
+fn gemm_bench(
+    (name, m, k, n, ta, tb): (String, usize, usize, usize, Trans, Trans),
+    reps: usize,
+    rng: &mut Rng,
+) -> GemmBench {
+    let a: Vec<f32> = (0..m * k).map(|_| rng.uniform() as f32).collect();
+    let b: Vec<f32> = (0..k * n).map(|_| rng.uniform() as f32).collect();
+    let mut c = vec![0.0; m * n];
+    let (a, b) = (
+        Operand {
+            data: &a,
+            trans: ta,
+        },
+        Operand {
+            data: &b,
+            trans: tb,
+        },
+    );
+    for _ in 0..3 {
+        Product::new((m, n, k), a, b, &mut c).run();
+    }
+    // The two take turns, so a change in the machine's load hits both alike.
+    let (mut ms, mut fallback_ms) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        ms.push(time_ms(|| Product::new((m, n, k), a, b, &mut c).run()));
+        fallback_ms.push(time_ms(|| {
+            Product::new((m, n, k), a, b, &mut c).run_fallback()
+        }));
+    }
+    GemmBench {
+        name,
+        mkn: (m, k, n),
+        ms: Stats::of(ms),
+        fallback_ms: Stats::of(fallback_ms),
+    }
+}
+
+/// Times of classifying `data` with `model` in float32, and with its int8 quantization
+/// (per-tensor scales, the default calibration): three runs each, after a warm-up.
+fn evaluation_times(model: &Mlp, data: &Dataset) -> Result<(Stats, Stats)> {
+    model.evaluate(data)?; // warm-up
+    let eval_ms = (0..3)
+        .map(|_| time_ms(|| drop(model.evaluate(data))))
+        .collect();
+    let q = crate::quant::calibrate::quantize(
+        model,
+        data,
+        crate::quant::calibrate::DEFAULT_CALIBRATION,
+        crate::quant::WeightScales::PerTensor,
+    )?;
+    q.classify(data)?; // warm-up
+    let eval_int8_ms = (0..3).map(|_| time_ms(|| drop(q.classify(data)))).collect();
+    Ok((Stats::of(eval_ms), Stats::of(eval_int8_ms)))
 }
 
 #[cfg(test)]

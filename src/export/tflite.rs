@@ -12,6 +12,7 @@
 
 use super::flatbuf::{finish, Field, Obj};
 use crate::model::{Arch, Mlp};
+use crate::quant::model::QLayer;
 use crate::quant::model::{INPUT_SCALE, INPUT_ZERO_POINT};
 use crate::quant::softmax::{OUTPUT_SCALE, OUTPUT_ZERO_POINT};
 use crate::quant::{QModel, WeightScales};
@@ -156,87 +157,91 @@ fn le<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
     v.iter().flat_map(|&x| f(x)).collect()
 }
 
+/// Quantization of an activation: one scale, one zero point.
+fn activation(scale: f32, zero_point: i32) -> Quant {
+    Quant {
+        scale: vec![scale],
+        zero_point: vec![i64::from(zero_point)],
+    }
+}
+
 /// The fully integer TFLite model of `model`.
 pub fn int8(model: &QModel) -> Vec<u8> {
     let mut g = Graph::default();
-    let per = |v: f32| Quant {
-        scale: vec![v],
-        zero_point: vec![0],
-    };
-    let act = |scale: f32, zp: i32| Quant {
-        scale: vec![scale],
-        zero_point: vec![i64::from(zp)],
-    };
     let n_in = model.input() as i32;
-    let input = g.tensor(
-        "input",
-        INT8,
-        &[1, n_in],
-        true,
-        Some(act(INPUT_SCALE, INPUT_ZERO_POINT)),
-        None,
-    );
+    let input_quant = activation(INPUT_SCALE, INPUT_ZERO_POINT);
+    let input = g.tensor("input", INT8, &[1, n_in], true, Some(input_quant), None);
     let mut x = input;
     let mut in_scale = INPUT_SCALE;
     for (l, q) in model.layers().iter().enumerate() {
-        let (i, o) = (q.inputs as i32, q.outputs as i32);
-        let name = format!("fc{}", l + 1);
-        let w_quant = match model.weight_scales() {
-            WeightScales::PerTensor => per(q.weight_scale[0]),
-            WeightScales::PerChannel => Quant {
-                scale: q.weight_scale.clone(),
-                zero_point: vec![0; q.weight_scale.len()],
-            },
-        };
-        let bias_scale: Vec<f32> = q
-            .weight_scale
-            .iter()
-            .map(|&s| (f64::from(in_scale) * f64::from(s)) as f32)
-            .collect();
-        let b_quant = Quant {
-            zero_point: vec![0; bias_scale.len()],
-            scale: bias_scale,
-        };
-        let w_bytes = q.weight.iter().map(|&v| v as u8).collect();
-        let w = g.tensor(
-            &format!("{name}.weight"),
-            INT8,
-            &[o, i],
-            false,
-            Some(w_quant),
-            Some(w_bytes),
+        x = int8_layer(
+            &mut g,
+            &format!("fc{}", l + 1),
+            q,
+            (x, in_scale),
+            model.weight_scales(),
         );
-        let b = g.tensor(
-            &format!("{name}.bias"),
-            INT32,
-            &[o],
-            false,
-            Some(b_quant),
-            Some(le(&q.bias, i32::to_le_bytes)),
-        );
-        let y = g.tensor(
-            &name,
-            INT8,
-            &[1, o],
-            true,
-            Some(act(q.output_scale, q.output_zero_point)),
-            None,
-        );
-        g.fully_connected(x, w, b, y, q.relu);
-        x = y;
         in_scale = q.output_scale;
     }
     let c = model.classes() as i32;
+    let output_quant = activation(OUTPUT_SCALE, OUTPUT_ZERO_POINT);
     let output = g.tensor(
         "probabilities",
         INT8,
         &[1, c],
         true,
-        Some(act(OUTPUT_SCALE, OUTPUT_ZERO_POINT)),
+        Some(output_quant),
         None,
     );
     // The versions TFLite's converter gives int8 FULLY_CONNECTED and SOFTMAX.
     g.finish(input, x, output, (4, 2))
+}
+
+/// Layer `q` as an int8 FULLY_CONNECTED op named `name` on the tensor `x` of scale
+/// `in_scale`: its weight, bias and output tensors. Returns the output tensor.
+fn int8_layer(
+    g: &mut Graph,
+    name: &str,
+    q: &QLayer,
+    (x, in_scale): (i32, f32),
+    scales: WeightScales,
+) -> i32 {
+    let (i, o) = (q.inputs as i32, q.outputs as i32);
+    let w_quant = match scales {
+        WeightScales::PerTensor => Quant {
+            scale: vec![q.weight_scale[0]],
+            zero_point: vec![0],
+        },
+        WeightScales::PerChannel => Quant {
+            scale: q.weight_scale.clone(),
+            zero_point: vec![0; q.weight_scale.len()],
+        },
+    };
+    let bias_scale: Vec<f32> = q
+        .weight_scale
+        .iter()
+        .map(|&s| (f64::from(in_scale) * f64::from(s)) as f32)
+        .collect();
+    let b_quant = Quant {
+        zero_point: vec![0; bias_scale.len()],
+        scale: bias_scale,
+    };
+    let w_bytes = q.weight.iter().map(|&v| v as u8).collect();
+    let w_name = format!("{name}.weight");
+    let w = g.tensor(&w_name, INT8, &[o, i], false, Some(w_quant), Some(w_bytes));
+    let b_bytes = le(&q.bias, i32::to_le_bytes);
+    let b = g.tensor(
+        &format!("{name}.bias"),
+        INT32,
+        &[o],
+        false,
+        Some(b_quant),
+        Some(b_bytes),
+    );
+    let y_quant = activation(q.output_scale, q.output_zero_point);
+    let y = g.tensor(name, INT8, &[1, o], true, Some(y_quant), None);
+    g.fully_connected(x, w, b, y, q.relu);
+    y
 }
 
 /// The float32 TFLite model of `model`: input `pixel / 255`.

@@ -182,56 +182,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<LoadedQ> {
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a safetensors int8 model file ({e:?})")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let get = |key: &str| {
-        metadata
-            .get(key)
-            .map(String::as_str)
-            .ok_or_else(|| bad(format!("metadata key '{key}' is missing")))
-    };
-    if get("format")? != FORMAT {
-        return Err(bad(format!(
-            "format is '{}', expected '{FORMAT}'",
-            get("format")?
-        )));
-    }
-    let arch = match get("arch")? {
-        "seed" => Arch::Seed,
-        "relu" => Arch::Relu,
-        other => {
-            return Err(bad(format!(
-                "unknown arch '{other}' (expected seed or relu)"
-            )))
-        }
-    };
-    let scales = match get("weight_scales")? {
-        "per-tensor" => WeightScales::PerTensor,
-        "per-channel" => WeightScales::PerChannel,
-        other => {
-            return Err(bad(format!(
-                "weight_scales is '{other}' (expected per-tensor or per-channel)"
-            )))
-        }
-    };
-    let number = |key: &str| -> Result<usize> {
-        let v = get(key)?;
-        v.parse()
-            .map_err(|_| bad(format!("metadata '{key}' = '{v}' is not a whole number")))
-    };
-    let mut sizes = vec![number("input")?];
-    let hidden = get("hidden")?;
-    if !hidden.is_empty() {
-        for w in hidden.split(',') {
-            sizes.push(w.parse().map_err(|_| {
-                bad(format!(
-                    "metadata 'hidden' = '{hidden}' is not a list of widths"
-                ))
-            })?);
-        }
-    }
-    sizes.push(number("classes")?);
-    if sizes.contains(&0) {
-        return Err(bad("a layer of width 0".into()));
-    }
+    let (arch, scales, sizes) = shape_of(&metadata).map_err(bad)?;
     let total: usize = sizes
         .windows(2)
         .map(|w| w[0].saturating_mul(w[1]))
@@ -245,32 +196,10 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<LoadedQ> {
     let mut expected = Vec::new();
     let mut layers = Vec::new();
     for (l, w) in sizes.windows(2).enumerate() {
-        let (i, o) = (w[0], w[1]);
-        let [wn, wsn, bn, osn, ozn] = names(l);
-        let n_scales = match scales {
-            WeightScales::PerTensor => 1,
-            WeightScales::PerChannel => o,
-        };
-        let weight = tensor(path, &st, &wn, Dtype::I8, &[o, i])?
-            .data()
-            .iter()
-            .map(|&b| b as i8)
-            .collect();
-        let weight_scale = f32s(path, &st, &wsn, n_scales)?;
-        let bias = i32s(path, &st, &bn, o)?;
-        let output_scale = f32s(path, &st, &osn, 1)?[0];
-        let output_zero_point = i32s(path, &st, &ozn, 1)?[0];
-        expected.extend([wn, wsn, bn, osn, ozn]);
-        layers.push(QLayer {
-            inputs: i,
-            outputs: o,
-            weight,
-            weight_scale,
-            bias,
-            output_scale,
-            output_zero_point,
-            relu: arch == Arch::Relu && l + 2 < sizes.len(),
-        });
+        let relu = arch == Arch::Relu && l + 2 < sizes.len();
+        let (layer, names) = read_layer(path, &st, l, (w[0], w[1]), (scales, relu))?;
+        layers.push(layer);
+        expected.extend(names);
     }
     let mut names: Vec<&String> = st.names();
     names.sort();
@@ -282,6 +211,86 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<LoadedQ> {
     }
     let model = QModel::new(arch, scales, layers).map_err(|e| bad(e.to_string()))?;
     Ok(LoadedQ { model, metadata })
+}
+
+/// What the metadata says of the network: its architecture, its kind of weight scales and its
+/// layer widths, input to classes; the error says which key is missing or wrong.
+fn shape_of(
+    metadata: &HashMap<String, String>,
+) -> Result<(Arch, WeightScales, Vec<usize>), String> {
+    let get = |key: &str| {
+        metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("metadata key '{key}' is missing"))
+    };
+    if get("format")? != FORMAT {
+        return Err(format!(
+            "format is '{}', expected '{FORMAT}'",
+            get("format")?
+        ));
+    }
+    let arch: Arch = get("arch")?.parse()?;
+    let scales = match get("weight_scales")? {
+        "per-tensor" => WeightScales::PerTensor,
+        "per-channel" => WeightScales::PerChannel,
+        other => {
+            return Err(format!(
+                "weight_scales is '{other}' (expected per-tensor or per-channel)"
+            ))
+        }
+    };
+    let number = |key: &str| -> Result<usize, String> {
+        let v = get(key)?;
+        v.parse()
+            .map_err(|_| format!("metadata '{key}' = '{v}' is not a whole number"))
+    };
+    let mut sizes = vec![number("input")?];
+    let hidden = get("hidden")?;
+    if !hidden.is_empty() {
+        for w in hidden.split(',') {
+            let width = w.parse();
+            sizes.push(
+                width.map_err(|_| {
+                    format!("metadata 'hidden' = '{hidden}' is not a list of widths")
+                })?,
+            );
+        }
+    }
+    sizes.push(number("classes")?);
+    if sizes.contains(&0) {
+        return Err("a layer of width 0".into());
+    }
+    Ok((arch, scales, sizes))
+}
+
+/// Layer `l`, `inputs → outputs`, read from `st` with its kind of weight scales and whether a
+/// ReLU follows it; also returns the names of its five tensors.
+fn read_layer(
+    path: &Path,
+    st: &SafeTensors<'_>,
+    l: usize,
+    (i, o): (usize, usize),
+    (scales, relu): (WeightScales, bool),
+) -> Result<(QLayer, [String; 5])> {
+    let [wn, wsn, bn, osn, ozn] = names(l);
+    let n_scales = scales.count(o);
+    let weight = tensor(path, st, &wn, Dtype::I8, &[o, i])?
+        .data()
+        .iter()
+        .map(|&b| b as i8)
+        .collect();
+    let layer = QLayer {
+        inputs: i,
+        outputs: o,
+        weight,
+        weight_scale: f32s(path, st, &wsn, n_scales)?,
+        bias: i32s(path, st, &bn, o)?,
+        output_scale: f32s(path, st, &osn, 1)?[0],
+        output_zero_point: i32s(path, st, &ozn, 1)?[0],
+        relu,
+    };
+    Ok((layer, [wn, wsn, bn, osn, ozn]))
 }
 
 fn tensor<'a>(

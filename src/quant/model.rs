@@ -99,85 +99,104 @@ fn input_params(layers: &[QLayer], l: usize) -> (f32, i32) {
     }
 }
 
+/// Layer `l` of `layers` as [`QModel::new`] checks it; the error names the layer.
+fn check_layer(layers: &[QLayer], l: usize, scales: WeightScales) -> Result<(), String> {
+    let q = &layers[l];
+    let name = format!("fc{}", l + 1);
+    if l > 0 && q.inputs != layers[l - 1].outputs {
+        return Err(format!(
+            "{name} takes {} inputs but fc{l} gives {}",
+            q.inputs,
+            layers[l - 1].outputs
+        ));
+    }
+    if q.inputs == 0
+        || q.outputs == 0
+        || q.weight.len() != q.inputs * q.outputs
+        || q.bias.len() != q.outputs
+        || q.weight_scale.len() != scales.count(q.outputs)
+    {
+        return Err(format!(
+            "{name}: tensor sizes do not match {}x{}",
+            q.outputs, q.inputs
+        ));
+    }
+    let positive = |s: f32| s.is_finite() && s > 0.0;
+    if !q.weight_scale.iter().all(|&s| positive(s)) || !positive(q.output_scale) {
+        return Err(format!("{name}: scales must be positive finite numbers"));
+    }
+    if !(-128..=127).contains(&q.output_zero_point) {
+        return Err(format!(
+            "{name}: output zero point {} is outside -128..=127",
+            q.output_zero_point
+        ));
+    }
+    Ok(())
+}
+
+impl WeightScales {
+    /// How many weight scales a layer of `outputs` outputs has.
+    pub fn count(self, outputs: usize) -> usize {
+        match self {
+            WeightScales::PerTensor => 1,
+            WeightScales::PerChannel => outputs,
+        }
+    }
+}
+
+impl Kernel {
+    /// The precomputed arithmetic of layer `l` of `layers` (checked): each output's bias with
+    /// the input zero point folded in, and its requantization multiplier and shift.
+    fn of(layers: &[QLayer], l: usize, scales: WeightScales) -> Result<Kernel, String> {
+        let q = &layers[l];
+        let name = format!("fc{}", l + 1);
+        let (in_scale, in_zp) = input_params(layers, l);
+        let mut k = Kernel {
+            bias: Vec::with_capacity(q.outputs),
+            multiplier: Vec::with_capacity(q.outputs),
+            shift: Vec::with_capacity(q.outputs),
+            zero_point: q.output_zero_point,
+            range: if q.relu {
+                (q.output_zero_point.max(-128), 127)
+            } else {
+                (-128, 127)
+            },
+        };
+        let per_tensor = scales.count(q.outputs) == 1;
+        for (o, (row, &b)) in q.weight.chunks_exact(q.inputs).zip(&q.bias).enumerate() {
+            let w_sum: i64 = row.iter().map(|&w| i64::from(w)).sum();
+            let folded = i64::from(b) - i64::from(in_zp) * w_sum;
+            let folded = i32::try_from(folded).map_err(|_| {
+                format!("{name}: bias {o} overflows int32 with the input zero point")
+            })?;
+            let w_scale = q.weight_scale[if per_tensor { 0 } else { o }];
+            // TFLite: input scale × filter scale / output scale, in double from f32.
+            let real = f64::from(in_scale) * f64::from(w_scale) / f64::from(q.output_scale);
+            let (m, s) = quantize_multiplier(real);
+            if !(-31..=30).contains(&s) {
+                return Err(format!(
+                    "{name}: output {o}'s rescale factor {real:e} is out of range"
+                ));
+            }
+            k.bias.push(folded);
+            k.multiplier.push(m);
+            k.shift.push(s);
+        }
+        Ok(k)
+    }
+}
+
 impl QModel {
     /// Checks `layers` (sizes that chain, tensors of the right lengths, positive finite
     /// scales, zero points in int8 range) and precomputes each layer's kernel.
     pub fn new(arch: Arch, scales: WeightScales, layers: Vec<QLayer>) -> Result<Self> {
-        fn bad<T>(problem: String) -> Result<T> {
-            Err(Error::config(problem))
-        }
         if layers.is_empty() {
-            return bad("an int8 network needs at least one layer".into());
+            return Err(Error::config("an int8 network needs at least one layer"));
         }
         let mut kernels = Vec::with_capacity(layers.len());
-        for (l, q) in layers.iter().enumerate() {
-            let name = format!("fc{}", l + 1);
-            if l > 0 && q.inputs != layers[l - 1].outputs {
-                return bad(format!(
-                    "{name} takes {} inputs but fc{l} gives {}",
-                    q.inputs,
-                    layers[l - 1].outputs
-                ));
-            }
-            let n_scales = match scales {
-                WeightScales::PerTensor => 1,
-                WeightScales::PerChannel => q.outputs,
-            };
-            if q.inputs == 0
-                || q.outputs == 0
-                || q.weight.len() != q.inputs * q.outputs
-                || q.bias.len() != q.outputs
-                || q.weight_scale.len() != n_scales
-            {
-                return bad(format!(
-                    "{name}: tensor sizes do not match {}x{}",
-                    q.outputs, q.inputs
-                ));
-            }
-            let positive = |s: f32| s.is_finite() && s > 0.0;
-            if !q.weight_scale.iter().all(|&s| positive(s)) || !positive(q.output_scale) {
-                return bad(format!("{name}: scales must be positive finite numbers"));
-            }
-            if !(-128..=127).contains(&q.output_zero_point) {
-                return bad(format!(
-                    "{name}: output zero point {} is outside -128..=127",
-                    q.output_zero_point
-                ));
-            }
-            let (in_scale, in_zp) = input_params(&layers, l);
-            let mut k = Kernel {
-                bias: Vec::with_capacity(q.outputs),
-                multiplier: Vec::with_capacity(q.outputs),
-                shift: Vec::with_capacity(q.outputs),
-                zero_point: q.output_zero_point,
-                range: if q.relu {
-                    (q.output_zero_point.max(-128), 127)
-                } else {
-                    (-128, 127)
-                },
-            };
-            for (o, (row, &b)) in q.weight.chunks_exact(q.inputs).zip(&q.bias).enumerate() {
-                let w_sum: i64 = row.iter().map(|&w| i64::from(w)).sum();
-                let folded = i64::from(b) - i64::from(in_zp) * w_sum;
-                let folded = i32::try_from(folded).or_else(|_| {
-                    bad(format!(
-                        "{name}: bias {o} overflows int32 with the input zero point"
-                    ))
-                })?;
-                let w_scale = q.weight_scale[if n_scales == 1 { 0 } else { o }];
-                // TFLite: input scale × filter scale / output scale, in double from f32.
-                let real = f64::from(in_scale) * f64::from(w_scale) / f64::from(q.output_scale);
-                let (m, s) = quantize_multiplier(real);
-                if !(-31..=30).contains(&s) {
-                    return bad(format!(
-                        "{name}: output {o}'s rescale factor {real:e} is out of range"
-                    ));
-                }
-                k.bias.push(folded);
-                k.multiplier.push(m);
-                k.shift.push(s);
-            }
-            kernels.push(k);
+        for l in 0..layers.len() {
+            check_layer(&layers, l, scales).map_err(Error::config)?;
+            kernels.push(Kernel::of(&layers, l, scales).map_err(Error::config)?);
         }
         let last = layers[layers.len() - 1].output_scale;
         Ok(QModel {
