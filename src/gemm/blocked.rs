@@ -92,10 +92,18 @@ impl View<'_> {
         }
     }
 
-    /// Where `op(x)[r, c]` is stored (`r < rows`, `c < cols`).
-    fn at(&self, r: usize, c: usize) -> *const f32 {
+    /// Where the block `op(x)[r0 .. r0 + rows, c0 .. c0 + depth]` starts, for a kernel to
+    /// read in place at [`View::strides`]. Panics unless the whole block lies inside `op(x)`:
+    /// the bounds the kernel's unchecked reads rely on, checked once per tile.
+    fn block(&self, (r0, c0): (usize, usize), rows: usize, depth: usize) -> *const f32 {
+        assert!(
+            rows > 0 && depth > 0 && r0 + rows <= self.rows && c0 + depth <= self.cols,
+            "gemm: block {r0}+{rows} × {c0}+{depth} outside a {}×{} operand",
+            self.rows,
+            self.cols
+        );
         let (rs, cs) = self.strides();
-        self.data[r * rs + c * cs..].as_ptr()
+        self.data[r0 * rs + c0 * cs..].as_ptr()
     }
 
     /// Copies the panel `op(x)[r0 .. r0 + width, c0 .. c0 + depth]` into `dst` as `depth`
@@ -474,7 +482,7 @@ impl<'a> Plan<'a> {
                 let a = if self.direct(ir) {
                     let (rs, cs) = self.a.strides();
                     PanelA {
-                        ptr: self.a.at(ir * mr, depth.p0),
+                        ptr: self.a.block((ir * mr, depth.p0), mr, kc),
                         rs,
                         cs,
                     }
