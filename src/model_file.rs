@@ -545,7 +545,9 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn tensor<'a>(
+/// Tensor `name` of `st`, checked to have `dtype` and `shape`; the error names the tensor and
+/// what it is instead.
+pub(crate) fn tensor<'a>(
     path: &Path,
     st: &SafeTensors<'a>,
     name: &str,

@@ -341,16 +341,7 @@ fn gemm_bench(
     let a: Vec<f32> = (0..m * k).map(|_| rng.uniform() as f32).collect();
     let b: Vec<f32> = (0..k * n).map(|_| rng.uniform() as f32).collect();
     let mut c = vec![0.0; m * n];
-    let (a, b) = (
-        Operand {
-            data: &a,
-            trans: ta,
-        },
-        Operand {
-            data: &b,
-            trans: tb,
-        },
-    );
+    let (a, b) = (Operand::new(&a, ta), Operand::new(&b, tb));
     for _ in 0..3 {
         Product::new((m, n, k), a, b, &mut c).run();
     }

@@ -648,10 +648,7 @@ mod tests {
         b: &'a [f32],
         c: &'a mut [f32],
     ) -> Product<'a> {
-        let (a, b) = (
-            Operand { data: a, trans: ta },
-            Operand { data: b, trans: tb },
-        );
+        let (a, b) = (Operand::new(a, ta), Operand::new(b, tb));
         Product::new((m, n, k), a, b, c)
     }
 

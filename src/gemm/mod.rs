@@ -75,20 +75,19 @@ pub struct Operand<'a> {
 }
 
 impl<'a> Operand<'a> {
+    /// `data` read as `trans` says.
+    pub fn new(data: &'a [f32], trans: Trans) -> Self {
+        Operand { data, trans }
+    }
+
     /// The matrix as stored.
     pub fn stored(data: &'a [f32]) -> Self {
-        Operand {
-            data,
-            trans: Trans::No,
-        }
+        Operand::new(data, Trans::No)
     }
 
     /// The transpose of the stored matrix (read through its layout, never copied).
     pub fn transposed(data: &'a [f32]) -> Self {
-        Operand {
-            data,
-            trans: Trans::Yes,
-        }
+        Operand::new(data, Trans::Yes)
     }
 }
 
@@ -383,28 +382,16 @@ mod tests {
                             let (mut fast, mut slow) = (c0.clone(), c0.clone());
                             Product::new(
                                 (m, n, k),
-                                Operand {
-                                    data: &a,
-                                    trans: ta,
-                                },
-                                Operand {
-                                    data: &b,
-                                    trans: tb,
-                                },
+                                Operand::new(&a, ta),
+                                Operand::new(&b, tb),
                                 &mut fast,
                             )
                             .scaled(0.5, 2.0)
                             .run();
                             Product::new(
                                 (m, n, k),
-                                Operand {
-                                    data: &a,
-                                    trans: ta,
-                                },
-                                Operand {
-                                    data: &b,
-                                    trans: tb,
-                                },
+                                Operand::new(&a, ta),
+                                Operand::new(&b, tb),
                                 &mut slow,
                             )
                             .scaled(0.5, 2.0)
@@ -448,28 +435,16 @@ mod tests {
                 let (mut fast, mut oracle) = (c0.clone(), c0.clone());
                 Product::new(
                     (m, n, k),
-                    Operand {
-                        data: &a,
-                        trans: ta,
-                    },
-                    Operand {
-                        data: &b,
-                        trans: tb,
-                    },
+                    Operand::new(&a, ta),
+                    Operand::new(&b, tb),
                     &mut fast,
                 )
                 .scaled(0.75, -1.5)
                 .run();
                 Product::new(
                     (m, n, k),
-                    Operand {
-                        data: &a,
-                        trans: ta,
-                    },
-                    Operand {
-                        data: &b,
-                        trans: tb,
-                    },
+                    Operand::new(&a, ta),
+                    Operand::new(&b, tb),
                     &mut oracle,
                 )
                 .scaled(0.75, -1.5)
@@ -484,14 +459,8 @@ mod tests {
                 let mut again = c0.clone();
                 Product::new(
                     (m, n, k),
-                    Operand {
-                        data: &a,
-                        trans: ta,
-                    },
-                    Operand {
-                        data: &b,
-                        trans: tb,
-                    },
+                    Operand::new(&a, ta),
+                    Operand::new(&b, tb),
                     &mut again,
                 )
                 .scaled(0.75, -1.5)

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 
 use super::model::{QLayer, QModel, WeightScales, INPUT_SCALE, INPUT_ZERO_POINT};
@@ -28,7 +28,7 @@ use super::softmax::{OUTPUT_SCALE, OUTPUT_ZERO_POINT};
 use crate::error::{Error, Result};
 use crate::fsio::{read_bounded, write_atomic, ReadError};
 use crate::model::Arch;
-use crate::model_file::{join, MAX_FILE_BYTES, MAX_HEADER_BYTES};
+use crate::model_file::{join, tensor, MAX_FILE_BYTES, MAX_HEADER_BYTES};
 
 /// Value of the `format` metadata key of int8 model files.
 pub const FORMAT: &str = "mnist-mlp-int8/1";
@@ -291,29 +291,6 @@ fn read_layer(
         relu,
     };
     Ok((layer, [wn, wsn, bn, osn, ozn]))
-}
-
-fn tensor<'a>(
-    path: &Path,
-    st: &SafeTensors<'a>,
-    name: &str,
-    dtype: Dtype,
-    shape: &[usize],
-) -> Result<TensorView<'a>> {
-    let t = st
-        .tensor(name)
-        .map_err(|_| Error::model(path, format!("tensor {name} is missing")))?;
-    if t.dtype() != dtype || t.shape() != shape {
-        return Err(Error::model(
-            path,
-            format!(
-                "tensor {name} is {:?} {:?}, expected {dtype:?} {shape:?}",
-                t.dtype(),
-                t.shape()
-            ),
-        ));
-    }
-    Ok(t)
 }
 
 fn f32s(path: &Path, st: &SafeTensors, name: &str, len: usize) -> Result<Vec<f32>> {
