@@ -14,40 +14,21 @@ scales, and exported. On all 10,000 bundled test images:
 The input contract is checked too: int8 [N, 784] with N resizable (shape_signature -1), scale
 1/255 and zero point -128; output int8 [N, 10], scale 1/256, zero point -128.
 
-Environment: MNIST_MLP_BIN, MNIST_MLP_TEST_DATA, as for test_interop.py.
+Environment: MNIST_MLP_BIN, MNIST_MLP_TEST_DATA, as for test_interop.py (read in mnist_cli.py).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("MNIST_MLP_BIN") or REPO / "target" / "release" / "mnist-mlp")
-DATA = Path(os.environ.get("MNIST_MLP_TEST_DATA") or REPO / "data" / "mnist-10k")
-TIMEOUT = 600
+from mnist_cli import DATA, load_test_images, run
+
 ITERATIONS = "300"  # enough for non-trivial weights; takes about a second
-
-
-def run(*args: str | Path, expect: int = 0) -> subprocess.CompletedProcess:
-    cmd = [str(BIN), *map(str, args)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
-    if p.returncode != expect:
-        pytest.fail(f"{' '.join(cmd)}\nexited {p.returncode}, expected {expect}\n{p.stderr}")
-    return p
-
-
-def load_test_images() -> np.ndarray:
-    raw = DATA / "t10k-images-idx3-ubyte"
-    data = raw.read_bytes() if raw.exists() else gzip.open(f"{raw}.gz").read()
-    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(-1, 784)
 
 
 IMAGES = load_test_images()
